@@ -1,0 +1,92 @@
+"""The FastAPI application factories: the HTTPS app (API, dashboard) and the plain-HTTP app (AIA)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Response
+from fastapi.responses import RedirectResponse
+from starlette.types import ASGIApp
+
+from certctl import __version__
+from certctl.api import problems
+from certctl.api.middleware import RequestMiddleware
+from certctl.api.routers import access, audit, cas, catalog, certificates, system
+from certctl.errors import NotFound
+from certctl.services.container import Services
+from certctl.store.db import read_only
+from certctl.store.repositories import rows
+
+ROUTERS = tuple(module.router for module in (system, access, certificates, catalog, cas, audit))
+"""Every router of the HTTPS app; the permission test walks these."""
+
+
+def create_app(
+    services: Services,
+    *,
+    bootstrap_token: str | None = None,
+    max_body_bytes: int = 1_048_576,
+    web: bool = True,
+) -> ASGIApp:
+    app = FastAPI(
+        title="certctl",
+        version=__version__,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    app.state.services = services
+    app.state.bootstrap_token = bootstrap_token
+    problems.install(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    _mount_public(app, services)
+    if web:
+        from certctl.web.routes import install as install_web
+
+        install_web(app, services)
+    else:
+
+        @app.get("/", include_in_schema=False)
+        async def root() -> RedirectResponse:
+            return RedirectResponse("/api/v1/docs")
+
+    return RequestMiddleware(app, max_body_bytes=max_body_bytes, hsts=True)
+
+
+def create_public_app(services: Services) -> ASGIApp:
+    """Plain HTTP: only what relying parties fetch by convention (RFC 5280 §4.2.1.13 / §4.2.2.1)."""
+    app = FastAPI(title="certctl public", openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.services = services
+    problems.install(app)
+    _mount_public(app, services)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "healthy"}
+
+    return RequestMiddleware(app, max_body_bytes=65_536, hsts=False)
+
+
+def _mount_public(app: FastAPI, services: Services) -> None:
+    @app.get("/ca/{ca_file}", include_in_schema=False)
+    async def ca_certificate(ca_file: str) -> Response:
+        """AIA caIssuers: the issuing CA certificate in DER (``.crt``) or PEM (``.pem``)."""
+        ca_id, _, extension = ca_file.rpartition(".")
+        if extension not in ("crt", "pem", "der") or not ca_id:
+            raise NotFound("unknown CA file; use /ca/<id>.crt or /ca/<id>.pem")
+        async with read_only(services.context.engine) as connection:
+            row: dict[str, Any] | None = await rows.get(connection, rows.CAS, ca_id)
+        if row is None:
+            raise NotFound(f"CA {ca_id!r} does not exist")
+        if extension == "pem":
+            return Response(row["cert_pem"], media_type="application/x-pem-file", headers=_cache_headers())
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        der = x509.load_pem_x509_certificate(row["cert_pem"].encode()).public_bytes(Encoding.DER)
+        return Response(der, media_type="application/pkix-cert", headers=_cache_headers())
+
+
+def _cache_headers() -> dict[str, str]:
+    return {"Cache-Control": "public, max-age=3600"}

@@ -1,0 +1,207 @@
+"""``/api/v1/certificates``: the managed-certificate inventory and its lifecycle verbs."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from certctl.api.deps import InfoDep, Need, ServicesDep
+from certctl.api.schemas import CertificateCreate, CertificateUpdate, ExportRequest, RenewRequest
+from certctl.api.serialize import jsonable
+from certctl.errors import ValidationFailed
+from certctl.services.audit import Actor
+from certctl.services.issuance import Issued, IssueRequest
+from certctl.store.db import read_only
+from certctl.store.repositories import rows
+from certctl.store.repositories.certificates import CertificateQuery
+
+router = APIRouter(prefix="/api/v1/certificates", tags=["certificates"])
+
+
+def _issued(issued: Issued) -> dict[str, Any]:
+    body: dict[str, Any] = jsonable(issued.certificate) | {"current_version": jsonable(issued.version)}
+    if issued.private_key_pem is not None:
+        body["private_key_pem"] = issued.private_key_pem
+    return body
+
+
+async def _resolve(services: ServicesDep, table: Any, kind: str, ref: str | None) -> str | None:
+    if ref is None:
+        return None
+    async with read_only(services.context.engine) as connection:
+        row = await rows.find(connection, table, ref)
+    if row is None:
+        raise ValidationFailed(f"{kind} {ref!r} does not exist")
+    return str(row["id"])
+
+
+@router.get("")
+async def list_certificates(
+    services: ServicesDep,
+    actor: Actor = Depends(Need("cert.read")),
+    status: list[str] = Query(default=[]),
+    issuer: str | None = None,
+    profile: str | None = None,
+    owner: str | None = None,
+    team: str | None = None,
+    environment: str | None = None,
+    source: str | None = None,
+    q: str | None = Query(default=None, max_length=200),
+    expires_before: datetime | None = None,
+    expires_within_days: int | None = Query(default=None, ge=0, le=36500),
+    tag: list[str] = Query(default=[], description="key=value; repeat to require several"),
+    sort: str = Query(default="name", pattern=r"^-?[a-z_]+$"),
+    cursor: str | None = Query(default=None, max_length=2000),
+    limit: int = Query(default=50, ge=1, le=500),
+) -> dict[str, Any]:
+    tags: dict[str, str] = {}
+    for item in tag:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValidationFailed(f"tag filter {item!r} is not key=value")
+        tags[key] = value
+    if expires_within_days is not None:
+        expires_before = services.context.clock.now() + timedelta(days=expires_within_days)
+    query = CertificateQuery(
+        status=tuple(status),
+        issuer_id=await _resolve(services, rows.ISSUERS, "issuer", issuer),
+        profile_id=await _resolve(services, rows.PROFILES, "profile", profile),
+        owner_id=await _resolve(services, rows.OWNERS, "owner", owner),
+        team_id=await _resolve(services, rows.TEAMS, "team", team),
+        environment=environment,
+        source=source,
+        search=q,
+        expires_before=expires_before,
+        tags=tags,
+        sort=sort.lstrip("-"),
+        descending=sort.startswith("-"),
+        cursor=cursor,
+        limit=limit,
+    )
+    items, next_cursor = await services.inventory.list(query)
+    return {"items": jsonable(items), "next_cursor": next_cursor}
+
+
+@router.post("", status_code=201)
+async def create_certificate(
+    body: CertificateCreate,
+    services: ServicesDep,
+    info: InfoDep,
+    actor: Actor = Depends(Need("cert.issue")),
+) -> dict[str, Any]:
+    if body.validity_days is not None and body.validity_seconds is not None:
+        raise ValidationFailed("give validity_days or validity_seconds, not both")
+    validity = None
+    if body.validity_days is not None:
+        validity = timedelta(days=body.validity_days)
+    elif body.validity_seconds is not None:
+        validity = timedelta(seconds=body.validity_seconds)
+    request = IssueRequest(
+        name=body.name,
+        issuer=body.issuer,
+        profile=body.profile,
+        csr_pem=body.csr,
+        key_type=body.key_type,
+        common_name=body.common_name,
+        sans=tuple(body.sans),
+        validity=validity,
+        ekus=tuple(body.ekus) if body.ekus is not None else None,
+        owner_id=await _resolve(services, rows.OWNERS, "owner", body.owner),
+        team_id=await _resolve(services, rows.TEAMS, "team", body.team),
+        tags=body.tags,
+        environment=body.environment,
+        auto_renew=body.auto_renew,
+        source="api",
+    )
+    return _issued(await services.issuance.issue(request=request, actor=actor, info=info))
+
+
+@router.get("/{ref}")
+async def get_certificate(ref: str, services: ServicesDep, actor: Actor = Depends(Need("cert.read"))) -> Any:
+    return jsonable(await services.inventory.get(ref))
+
+
+@router.patch("/{ref}")
+async def update_certificate(
+    ref: str,
+    body: CertificateUpdate,
+    services: ServicesDep,
+    info: InfoDep,
+    actor: Actor = Depends(Need("cert.edit")),
+) -> Any:
+    values: dict[str, Any] = body.model_dump(exclude_unset=True)
+    if "owner" in values:
+        values["owner_id"] = await _resolve(services, rows.OWNERS, "owner", values.pop("owner"))
+    if "team" in values:
+        values["team_id"] = await _resolve(services, rows.TEAMS, "team", values.pop("team"))
+    for required in ("name", "tags", "environment", "auto_renew"):
+        if required in values and values[required] is None:
+            raise ValidationFailed(f"{required} cannot be null")
+    return jsonable(await services.inventory.update(ref=ref, values=values, actor=actor, request=info))
+
+
+@router.post("/{ref}/archive")
+async def archive_certificate(
+    ref: str, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("cert.delete"))
+) -> Any:
+    return jsonable(await services.inventory.archive(ref=ref, actor=actor, request=info))
+
+
+@router.get("/{ref}/versions")
+async def certificate_versions(
+    ref: str, services: ServicesDep, actor: Actor = Depends(Need("cert.read"))
+) -> Any:
+    return {"items": jsonable(await services.inventory.versions(ref))}
+
+
+@router.post("/{ref}/renew")
+async def renew_certificate(
+    ref: str,
+    services: ServicesDep,
+    info: InfoDep,
+    body: RenewRequest | None = None,
+    actor: Actor = Depends(Need("cert.renew")),
+) -> dict[str, Any]:
+    issued = await services.issuance.renew(
+        certificate_ref=ref, csr_pem=body.csr if body else None, actor=actor, info=info
+    )
+    return _issued(issued)
+
+
+@router.post("/{ref}/export")
+async def export_certificate(
+    ref: str,
+    body: ExportRequest,
+    services: ServicesDep,
+    info: InfoDep,
+    actor: Actor = Depends(Need("cert.export")),
+) -> Response:
+    exported = await services.inventory.export(
+        ref=ref,
+        fmt=body.format,
+        password=body.password,
+        include_key=body.include_key,
+        actor=actor,
+        request=info,
+    )
+    return Response(
+        exported.content,
+        media_type=exported.media_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="{exported.filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.get("/{ref}/export")
+async def export_chain_pem(
+    ref: str, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("cert.read"))
+) -> Response:
+    """Certificate and chain as PEM (no private key): what a client needs to deploy or verify."""
+    exported = await services.inventory.export(
+        ref=ref, fmt="pem", password=None, include_key=False, actor=actor, request=info
+    )
+    return Response(exported.content, media_type=exported.media_type)

@@ -1,0 +1,21 @@
+"""Readable, prefixed random identifiers (``crt_3f9a...``): the prefix tells the resource at a glance."""
+
+from __future__ import annotations
+
+import secrets
+
+PREFIXES = {
+    "certificate": "crt",
+    "version": "ver",
+    "profile": "prf",
+    "issuer": "iss",
+    "ca": "ca",
+    "owner": "own",
+    "team": "team",
+    "api_key": "key",
+    "audit": "evt",
+}
+
+
+def new_id(kind: str) -> str:
+    return f"{PREFIXES[kind]}_{secrets.token_hex(10)}"

@@ -1,0 +1,174 @@
+"""Start-up of the control plane: data dir, master key, migrations, TLS, demo data, listeners, workers.
+
+Both listeners (HTTPS for the API and dashboard, plain HTTP for AIA/CRL/OCSP) run in each worker
+process. With ``--workers N`` the sockets are bound once and the process forks N workers that share them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import uvicorn
+
+from certctl.api.app import create_app, create_public_app
+from certctl.domain.clock import SystemClock
+from certctl.keys.envelope import MasterKey, load_master_key
+from certctl.server.tls_files import TlsFiles, ensure_tls, server_ssl_context
+from certctl.services.container import Services, build_services
+from certctl.settings import Settings
+from certctl.store.db import make_engine, migrate, unit_of_work
+from certctl.store.repositories import audit, certificates
+
+log = logging.getLogger("certctl.server")
+MAINTENANCE_INTERVAL = 2.0
+
+
+@dataclass(frozen=True)
+class Prepared:
+    settings: Settings
+    master_key: MasterKey
+    tls: TlsFiles
+
+
+def prepare(settings: Settings) -> Prepared:
+    """Everything done once before listening; raises ConfigurationError with a clear message."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.data_dir, 0o700)
+    master_key = load_master_key(
+        env_value=settings.master_key, key_file=settings.master_key_file, data_dir=settings.data_dir
+    )
+    migrate(settings.resolved_database_url)
+    host, _ = settings.listen_address
+    tls = ensure_tls(
+        data_dir=settings.data_dir,
+        cert_file=settings.tls_cert_file,
+        key_file=settings.tls_key_file,
+        listen_host=host,
+        now=SystemClock().now(),
+    )
+    if tls.generated:
+        log.info("made a bootstrap CA for the HTTPS listener; clients trust %s", tls.ca_file)
+    return Prepared(settings=settings, master_key=master_key, tls=tls)
+
+
+def services_for(settings: Settings, master_key: MasterKey, *, pool_size: int = 20) -> Services:
+    return build_services(
+        engine=make_engine(settings.resolved_database_url, pool_size=pool_size),
+        master_key=master_key,
+        public_http_url=settings.resolved_public_http_url,
+        expiring_within=timedelta(days=settings.expiring_threshold_days),
+    )
+
+
+async def maintenance_loop(services: Services, *, seal: bool) -> None:
+    """Seal the audit chain and refresh certificate statuses every few seconds (cheap, indexed)."""
+    while True:
+        await asyncio.sleep(MAINTENANCE_INTERVAL)
+        try:
+            now = services.context.clock.now()
+            async with unit_of_work(services.context.engine) as uow:
+                await certificates.refresh_statuses(
+                    uow.connection, now=now, expiring_from=now + services.context.expiring_within
+                )
+            if seal:
+                async with unit_of_work(services.context.engine) as uow:
+                    await audit.seal_pending(uow.connection)
+        except Exception:  # keep serving; the next tick retries
+            log.warning("maintenance tick failed; retrying", exc_info=True)
+
+
+def bind(address: tuple[str, int]) -> socket.socket:
+    host, port = address
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve(prepared: Prepared, sockets: tuple[socket.socket, socket.socket], *, leader: bool) -> None:
+    settings = prepared.settings
+    services = services_for(settings, prepared.master_key)
+    app = create_app(
+        services, bootstrap_token=settings.bootstrap_token, max_body_bytes=settings.max_body_bytes
+    )
+    public_app = create_public_app(services)
+    https_config = uvicorn.Config(
+        app, log_level=settings.log_level, access_log=False, server_header=False, proxy_headers=False
+    )
+    https_config.load()
+    https_config.ssl = server_ssl_context(prepared.tls, min_version=settings.tls_min_version)
+    http_config = uvicorn.Config(
+        public_app, log_level=settings.log_level, access_log=False, server_header=False, proxy_headers=False
+    )
+    https_server, http_server = uvicorn.Server(https_config), uvicorn.Server(http_config)
+    maintenance = asyncio.create_task(maintenance_loop(services, seal=leader))
+    try:
+        await asyncio.gather(
+            https_server.serve(sockets=[sockets[0]]), http_server.serve(sockets=[sockets[1]])
+        )
+    finally:
+        maintenance.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await maintenance
+        await services.context.engine.dispose()
+
+
+def run(prepared: Prepared) -> None:
+    settings = prepared.settings
+    sockets = (bind(settings.listen_address), bind(settings.http_listen_address))
+    if settings.workers == 1:
+        asyncio.run(serve(prepared, sockets, leader=True))
+        return
+    children: list[int] = []
+    for index in range(settings.workers):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                asyncio.run(serve(prepared, sockets, leader=index == 0))
+            finally:
+                os._exit(0)
+        children.append(pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for child in children:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(child, 0)
+
+
+def banner(prepared: Prepared, *, admin_key_file: Path | None) -> str:
+    settings = prepared.settings
+    host, port = settings.listen_address
+    shown = f"[{host}]" if ":" in host else host
+    lines = [
+        f"certctl dashboard: https://{shown}:{port}/",
+        f"  API:             https://{shown}:{port}/api/v1  (OpenAPI at /api/v1/openapi.json)",
+        f"  AIA/CRL (HTTP):  {settings.resolved_public_http_url}/",
+    ]
+    if prepared.tls.ca_file is not None:
+        lines.append(f"  TLS CA to trust: {prepared.tls.ca_file.resolve()}")
+    if admin_key_file is not None:
+        lines.append(f"  admin API key:   {admin_key_file.resolve()}  (sign in to the dashboard with it)")
+    return "\n".join(lines)
+
+
+def print_banner(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()

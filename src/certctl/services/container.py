@@ -1,0 +1,107 @@
+"""All use cases wired together once per process, from the settings and the database engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from certctl.auth.api_keys import KeyAuthenticator
+from certctl.connectors.issuers.base import discover_issuers
+from certctl.domain.clock import Clock, SystemClock
+from certctl.errors import ValidationFailed
+from certctl.keys.envelope import MasterKey
+from certctl.services.api_keys import ApiKeyService
+from certctl.services.ca_material import CaMaterialCache
+from certctl.services.cas import CaService
+from certctl.services.catalog import ISSUERS, OWNERS, PROFILES, TEAMS, CatalogService
+from certctl.services.context import ServiceContext
+from certctl.services.inventory import InventoryService
+from certctl.services.issuance import IssuanceService
+from certctl.services.lookups import RowCache
+from certctl.store.repositories import rows
+
+
+@dataclass
+class Services:
+    context: ServiceContext
+    authenticator: KeyAuthenticator
+    api_keys: ApiKeyService
+    cas: CaService
+    issuance: IssuanceService
+    inventory: InventoryService
+    teams: CatalogService
+    owners: CatalogService
+    profiles: CatalogService
+    issuers: CatalogService
+    profile_cache: RowCache
+    issuer_cache: RowCache
+    ca_cache: CaMaterialCache
+
+    def invalidate_caches(self) -> None:
+        self.profile_cache.invalidate()
+        self.issuer_cache.invalidate()
+        self.ca_cache.invalidate()
+
+
+def build_services(
+    *,
+    engine: AsyncEngine,
+    master_key: MasterKey,
+    public_http_url: str,
+    clock: Clock | None = None,
+    expiring_within: timedelta = timedelta(days=30),
+    cache_ttl_seconds: float = 5.0,
+) -> Services:
+    context = ServiceContext(
+        engine=engine,
+        master_key=master_key,
+        public_http_url=public_http_url,
+        clock=clock or SystemClock(),
+        expiring_within=expiring_within,
+        cache_ttl_seconds=cache_ttl_seconds,
+    )
+    authenticator = KeyAuthenticator(engine)
+    ca_cache = CaMaterialCache(master_key, cache_ttl_seconds)
+    profile_cache = RowCache(rows.PROFILES, "profile", cache_ttl_seconds)
+    issuer_cache = RowCache(rows.ISSUERS, "issuer", cache_ttl_seconds)
+
+    async def check_issuer(connection: AsyncConnection, record: dict[str, Any]) -> dict[str, Any]:
+        entry = discover_issuers().get(record["type"])
+        if entry is None or entry.connector is None:
+            known = ", ".join(sorted(discover_issuers()))
+            raise ValidationFailed(f"unknown issuer type {record['type']!r} (available: {known})")
+        try:
+            options = entry.connector.options_model.model_validate(record["options"])
+        except ValueError as exc:
+            raise ValidationFailed(f"issuer options are not valid: {exc}") from exc
+        ca_ref = getattr(options, "ca", None)
+        if ca_ref is not None:
+            ca = await rows.find(connection, rows.CAS, ca_ref)
+            if ca is None:
+                raise ValidationFailed(f"CA {ca_ref!r} does not exist")
+            options = options.model_copy(update={"ca": ca["id"]})
+        issuer_cache.invalidate()
+        return record | {"options": options.model_dump()}
+
+    async def on_profile_change(_connection: AsyncConnection, record: dict[str, Any]) -> dict[str, Any]:
+        profile_cache.invalidate()
+        return record
+
+    return Services(
+        context=context,
+        authenticator=authenticator,
+        api_keys=ApiKeyService(context, authenticator),
+        cas=CaService(context, ca_cache),
+        issuance=IssuanceService(context, ca_cache, profile_cache, issuer_cache),
+        inventory=InventoryService(context),
+        teams=CatalogService(context, TEAMS),
+        owners=CatalogService(context, OWNERS),
+        profiles=CatalogService(context, PROFILES, prepare=on_profile_change),
+        issuers=CatalogService(context, ISSUERS, prepare=check_issuer),
+        profile_cache=profile_cache,
+        issuer_cache=issuer_cache,
+        ca_cache=ca_cache,
+    )

@@ -1,0 +1,451 @@
+"""Issue and renew managed certificates: check the request against the profile and the CA's name
+constraints, sign, and store certificate, version and audit row in one transaction."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from certctl.connectors.issuers.base import IssuanceRequest
+from certctl.connectors.issuers.local import LocalIssuer, LocalIssuerOptions
+from certctl.domain import profiles as profile_rules
+from certctl.domain.ids import new_id
+from certctl.domain.lifecycle import CertificateStatus, status_for_validity
+from certctl.domain.profiles import Profile
+from certctl.errors import (
+    BadCsr,
+    Conflict,
+    NameConstraintViolation,
+    NotFound,
+    PolicyViolation,
+    ValidationFailed,
+)
+from certctl.pki.csr import ParsedCsr, parse_csr
+from certctl.pki.errors import CsrError, PkiError
+from certctl.pki.export import cert_pem, fingerprint_sha256
+from certctl.pki.keys import (
+    KeyInfo,
+    PrivateKey,
+    describe_public_key,
+    generate_private_key,
+    private_key_to_pem,
+)
+from certctl.pki.names import check_names, match_san_pattern
+from certctl.services.audit import Actor, RequestInfo, audit_record
+from certctl.services.ca_material import CaMaterial, CaMaterialCache, require_issuing
+from certctl.services.context import ServiceContext
+from certctl.services.lookups import RowCache
+from certctl.services.profiles import profile_from_row
+from certctl.store.db import unit_of_work
+from certctl.store.repositories import audit, certificates
+
+BACKDATE = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class IssueRequest:
+    name: str
+    issuer: str
+    profile: str
+    csr_pem: str | None = None
+    key_type: str | None = None
+    common_name: str | None = None
+    sans: tuple[str, ...] = ()
+    validity: timedelta | None = None
+    ekus: tuple[str, ...] | None = None
+    owner_id: str | None = None
+    team_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    environment: str = ""
+    auto_renew: bool = True
+    source: str = "api"
+
+
+@dataclass(frozen=True)
+class Issued:
+    certificate: dict[str, Any]
+    version: dict[str, Any]
+    private_key_pem: str | None
+
+
+@dataclass(frozen=True)
+class _Subject:
+    common_name: str | None
+    dns_names: tuple[str, ...]
+    ip_addresses: tuple[str, ...]
+    key_info: KeyInfo
+    public_key: Any
+    private_key: PrivateKey | None
+    csr_pem: str | None
+
+
+def split_sans(sans: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """DNS names and IP addresses from one list, normalised (lower-case names, canonical IPs)."""
+    dns: list[str] = []
+    ips: list[str] = []
+    for value in sans:
+        text = value.strip()
+        try:
+            ips.append(str(ipaddress.ip_address(text)))
+        except ValueError:
+            if not text or len(text) > 253 or any(c.isspace() for c in text):
+                raise ValidationFailed(f"{value!r} is not a DNS name or IP address") from None
+            dns.append(text.lower().rstrip("."))
+    return tuple(dict.fromkeys(dns)), tuple(dict.fromkeys(ips))
+
+
+class IssuanceService:
+    def __init__(
+        self,
+        context: ServiceContext,
+        ca_cache: CaMaterialCache,
+        profiles: RowCache,
+        issuers: RowCache,
+    ) -> None:
+        self._ctx = context
+        self._cas = ca_cache
+        self._profiles = profiles
+        self._issuers = issuers
+
+    async def issue(self, *, request: IssueRequest, actor: Actor, info: RequestInfo | None = None) -> Issued:
+        now = self._ctx.clock.now()
+        async with unit_of_work(self._ctx.engine) as uow:
+            connection = uow.connection
+            try:
+                profile_row = await self._profiles.find(connection, request.profile)
+                issuer_row = await self._issuers.find(connection, request.issuer)
+            except NotFound as exc:
+                raise ValidationFailed(exc.message) from exc
+            profile = profile_from_row(profile_row)
+            subject = self._subject(profile, request)
+            ca = await self._issuing_ca(connection, issuer_row)
+            validity = request.validity or profile.default_ttl
+            ekus = request.ekus if request.ekus is not None else profile.default_ekus
+            self._check(profile, ca, subject, validity, ekus)
+            version, _ = self._sign(ca, subject, now, validity, ekus, profile, new_id("certificate"))
+            certificate_id = version["certificate_id"]
+            status = status_for_validity(
+                not_after=version["not_after"], now=now, expiring_within=self._ctx.expiring_within
+            )
+            record = {
+                "id": certificate_id,
+                "name": request.name,
+                "common_name": subject.common_name or "",
+                "sans": list(subject.dns_names + subject.ip_addresses),
+                "owner_id": request.owner_id,
+                "team_id": request.team_id,
+                "tags": request.tags,
+                "environment": request.environment,
+                "issuer_id": issuer_row["id"],
+                "profile_id": profile_row["id"],
+                "status": str(status),
+                "source": request.source,
+                "auto_renew": request.auto_renew,
+                "current_version_id": version["id"],
+                "not_after": version["not_after"],
+                "created_at": now,
+                "updated_at": now,
+            }
+            try:
+                await certificates.insert_certificate(connection, record)
+            except IntegrityError as exc:
+                raise Conflict(f"a certificate named {request.name!r} already exists") from exc
+            await certificates.insert_version(connection, version)
+            await audit.append(
+                connection,
+                [
+                    audit_record(
+                        actor=actor,
+                        action="certificate.issue",
+                        resource_type="certificate",
+                        resource_id=certificate_id,
+                        at=now,
+                        request=info,
+                        details={
+                            "name": request.name,
+                            "serial": version["serial"],
+                            "issuer": issuer_row["name"],
+                            "profile": profile_row["name"],
+                            "server_keygen": subject.private_key is not None,
+                        },
+                    )
+                ],
+            )
+        key_pem = private_key_to_pem(subject.private_key).decode() if subject.private_key else None
+        return Issued(certificate=record, version=_public_version(version), private_key_pem=key_pem)
+
+    async def renew(
+        self,
+        *,
+        certificate_ref: str,
+        csr_pem: str | None,
+        actor: Actor,
+        info: RequestInfo | None = None,
+    ) -> Issued:
+        """Issue a new version now, with the same names, profile and issuer."""
+        now = self._ctx.clock.now()
+        async with unit_of_work(self._ctx.engine) as uow:
+            connection = uow.connection
+            current = await certificates.get(connection, certificate_ref) or await certificates.get_by_name(
+                connection, certificate_ref
+            )
+            if current is None:
+                raise NotFound(f"certificate {certificate_ref!r} does not exist")
+            if current["status"] in (CertificateStatus.ARCHIVED, CertificateStatus.REVOKED):
+                raise Conflict(
+                    f"certificate {current['name']!r} is {current['status']} and cannot be renewed"
+                )
+            previous = None
+            if current["current_version_id"]:
+                previous = await certificates.get_version(connection, current["current_version_id"])
+            profile_row = await self._profiles.find(connection, current["profile_id"])
+            issuer_row = await self._issuers.find(connection, current["issuer_id"])
+            profile = profile_from_row(profile_row)
+            key_type = None
+            if (
+                csr_pem is None
+                and previous is not None
+                and previous["csr_pem"]
+                and previous["key_sealed"] is None
+            ):
+                csr_pem = previous["csr_pem"]
+            if csr_pem is None:
+                key_type = _key_type_of(previous)
+            request = IssueRequest(
+                name=current["name"],
+                issuer=issuer_row["id"],
+                profile=profile_row["id"],
+                csr_pem=csr_pem,
+                key_type=key_type,
+                common_name=current["common_name"] or None,
+                sans=tuple(current["sans"]),
+            )
+            subject = self._subject(profile, request, names_from_record=True)
+            ca = await self._issuing_ca(connection, issuer_row)
+            validity = profile.default_ttl
+            if previous is not None:
+                validity = min(previous["not_after"] - previous["not_before"] - BACKDATE, profile.max_ttl)
+            ekus = profile.default_ekus
+            self._check(profile, ca, subject, validity, ekus)
+            version, _ = self._sign(ca, subject, now, validity, ekus, profile, current["id"])
+            status = status_for_validity(
+                not_after=version["not_after"], now=now, expiring_within=self._ctx.expiring_within
+            )
+            changes = {
+                "current_version_id": version["id"],
+                "not_after": version["not_after"],
+                "status": str(status),
+                "updated_at": now,
+            }
+            await certificates.insert_version(connection, version)
+            await certificates.update_certificate(connection, current["id"], changes)
+            await audit.append(
+                connection,
+                [
+                    audit_record(
+                        actor=actor,
+                        action="certificate.renew",
+                        resource_type="certificate",
+                        resource_id=current["id"],
+                        at=now,
+                        request=info,
+                        details={
+                            "serial": version["serial"],
+                            "previous_version": current["current_version_id"],
+                        },
+                    )
+                ],
+            )
+        key_pem = private_key_to_pem(subject.private_key).decode() if subject.private_key else None
+        return Issued(
+            certificate=current | changes, version=_public_version(version), private_key_pem=key_pem
+        )
+
+    def _subject(
+        self, profile: Profile, request: IssueRequest, *, names_from_record: bool = False
+    ) -> _Subject:
+        dns_names, ip_addresses = split_sans(request.sans)
+        if request.csr_pem is not None:
+            try:
+                parsed: ParsedCsr = parse_csr(request.csr_pem)
+            except CsrError as exc:
+                raise BadCsr(exc.message) from exc
+            csr_dns, csr_ips = parsed.dns_names, parsed.ip_addresses
+            if parsed.common_name and parsed.common_name.lower() not in csr_dns and not csr_ips:
+                csr_dns = (parsed.common_name.lower(), *csr_dns)
+            asked = not names_from_record and (dns_names or ip_addresses)
+            if asked and (set(dns_names) != set(csr_dns) or set(ip_addresses) != set(csr_ips)):
+                raise BadCsr("the names in the request differ from the names in the CSR")
+            if names_from_record:
+                csr_dns, csr_ips = dns_names or csr_dns, ip_addresses or csr_ips
+            return _Subject(
+                common_name=parsed.common_name or request.common_name,
+                dns_names=csr_dns,
+                ip_addresses=csr_ips,
+                key_info=parsed.key,
+                public_key=parsed.public_key,
+                private_key=None,
+                csr_pem=parsed.csr.public_bytes(serialization.Encoding.PEM).decode(),
+            )
+        if not profile.allow_server_keygen:
+            raise PolicyViolation(
+                f"profile {profile.name!r} requires a CSR: server-side key generation is off"
+            )
+        common_name = request.common_name
+        if common_name and not dns_names and not ip_addresses:
+            dns_names = (common_name.lower(),)
+        key_type = request.key_type or _default_key_type(profile)
+        try:
+            private_key = generate_private_key(key_type)
+        except PkiError as exc:
+            raise ValidationFailed(exc.message) from exc
+        public_key = private_key.public_key()
+        return _Subject(
+            common_name=common_name,
+            dns_names=dns_names,
+            ip_addresses=ip_addresses,
+            key_info=describe_public_key(public_key),
+            public_key=public_key,
+            private_key=private_key,
+            csr_pem=None,
+        )
+
+    async def _issuing_ca(self, connection: AsyncConnection, issuer_row: dict[str, Any]) -> CaMaterial:
+        if not issuer_row["enabled"]:
+            raise Conflict(f"issuer {issuer_row['name']!r} is disabled")
+        if issuer_row["type"] != LocalIssuer.type_name:
+            raise ValidationFailed(f"issuer type {issuer_row['type']!r} cannot issue here")
+        options = LocalIssuerOptions.model_validate(issuer_row["options"])
+        return await self._cas.load(connection, options.ca)
+
+    def _check(
+        self,
+        profile: Profile,
+        ca: CaMaterial,
+        subject: _Subject,
+        validity: timedelta,
+        ekus: tuple[str, ...],
+    ) -> None:
+        if not subject.dns_names and not subject.ip_addresses:
+            raise ValidationFailed("a certificate needs at least one DNS name or IP address")
+        problems = profile_rules.key_violations(
+            profile, algorithm=subject.key_info.algorithm, size=subject.key_info.size
+        )
+        problems += profile_rules.ttl_violations(profile, validity)
+        problems += profile_rules.eku_violations(profile, ekus)
+        if subject.ip_addresses and not profile.allow_ip_sans:
+            problems.append(f"profile {profile.name!r} does not allow IP addresses")
+        if profile.san_patterns:
+            for name in subject.dns_names:
+                if not any(match_san_pattern(name, pattern) for pattern in profile.san_patterns):
+                    problems.append(f"name {name!r} matches none of the profile's SAN patterns")
+        if problems:
+            raise PolicyViolation("; ".join(problems), extra={"violations": problems})
+        outside: list[str] = []
+        for constraints in ca.constraints:
+            outside += check_names(
+                constraints, dns_names=subject.dns_names, ip_addresses=subject.ip_addresses, emails=()
+            )
+        if outside:
+            raise NameConstraintViolation("; ".join(outside), extra={"violations": outside})
+
+    def _sign(
+        self,
+        ca: CaMaterial,
+        subject: _Subject,
+        now: Any,
+        validity: timedelta,
+        ekus: tuple[str, ...],
+        profile: Profile,
+        certificate_id: str,
+    ) -> tuple[dict[str, Any], Any]:
+        ca_key = require_issuing(ca)
+        not_before = now - BACKDATE
+        not_after = not_before + validity
+        if not_after > ca.certificate.not_valid_after_utc:
+            raise PolicyViolation(f"the validity would outlast the issuing CA {ca.name!r}; ask for less")
+        request = IssuanceRequest(
+            public_key=subject.public_key,
+            common_name=subject.common_name,
+            dns_names=subject.dns_names,
+            ip_addresses=subject.ip_addresses,
+            emails=(),
+            not_before=not_before,
+            not_after=not_after,
+            ekus=ekus,
+            must_staple=profile.must_staple,
+        )
+        base = self._ctx.public_http_url
+        try:
+            issued = LocalIssuer(LocalIssuerOptions(ca=ca.id)).sign(
+                ca=ca,
+                ca_key=ca_key,
+                request=request,
+                urls=(f"{base}/crl/{ca.id}.crl", f"{base}/ca/{ca.id}.crt"),
+            )
+        except PkiError as exc:
+            raise PolicyViolation(exc.message) from exc
+        certificate = issued.certificate
+        key_sealed = None
+        version_id = new_id("version")
+        if subject.private_key is not None:
+            key_sealed = self._ctx.master_key.seal(
+                private_key_to_pem(subject.private_key), aad=version_key_aad(version_id)
+            )
+        version = {
+            "id": version_id,
+            "certificate_id": certificate_id,
+            "issuer_ca_id": ca.id,
+            "serial": format(certificate.serial_number, "x"),
+            "not_before": certificate.not_valid_before_utc,
+            "not_after": certificate.not_valid_after_utc,
+            "fingerprint_sha256": fingerprint_sha256(certificate),
+            "cert_pem": cert_pem(certificate),
+            "chain_pem": issued.chain_pem,
+            "csr_pem": subject.csr_pem,
+            "key_algorithm": subject.key_info.algorithm,
+            "key_size": subject.key_info.size,
+            "key_sealed": key_sealed,
+            "revoked_at": None,
+            "revocation_reason": None,
+            "created_at": now,
+        }
+        return version, certificate
+
+
+def version_key_aad(version_id: str) -> bytes:
+    return f"version-key:{version_id}".encode()
+
+
+def _public_version(version: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in version.items() if k != "key_sealed"} | {
+        "has_key": version["key_sealed"] is not None
+    }
+
+
+def _default_key_type(profile: Profile) -> str:
+    if "ECDSA" in profile.allowed_key_algorithms:
+        return "ecdsa-p384" if profile.min_ecdsa_bits > 256 else "ecdsa-p256"
+    if "RSA" in profile.allowed_key_algorithms:
+        return f"rsa-{max(2048, profile.min_rsa_bits)}"
+    return "ed25519"
+
+
+def _key_type_of(version: dict[str, Any] | None) -> str | None:
+    if version is None:
+        return None
+    algorithm, size = version["key_algorithm"], version["key_size"]
+    if algorithm == "ECDSA":
+        return f"ecdsa-p{size}"
+    if algorithm == "RSA":
+        return f"rsa-{size}"
+    return "ed25519"
+
+
+public_version = _public_version

@@ -1,0 +1,86 @@
+"""The one settings model of the control plane (``CERTCTL_*`` environment variables and CLI flags).
+
+Validated once at start-up and passed in; nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from certctl.errors import ConfigurationError
+
+PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "password", "token", "xxx", "example"})
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[::1]:8443`` for IPv6) into its parts."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ConfigurationError(f"listen address {value!r} is not host:port")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ConfigurationError(f"listen port {port} is out of range")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, port
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CERTCTL_", extra="ignore", frozen=True)
+
+    data_dir: Path = Path("./certctl-data")
+    database_url: str | None = None
+    listen: str = "127.0.0.1:8443"
+    http_listen: str = "127.0.0.1:8080"
+    public_http_url: str | None = Field(
+        default=None, description="Base URL of the plain HTTP listener as relying parties reach it (CDP/AIA)."
+    )
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_min_version: Literal["1.2", "1.3"] = "1.3"
+    master_key: str | None = Field(default=None, repr=False)
+    master_key_file: Path | None = None
+    bootstrap_token: str | None = Field(default=None, repr=False)
+    demo: bool = False
+    workers: int = Field(default=1, ge=1, le=64)
+    log_level: str = "info"
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    session_ttl_seconds: int = Field(default=8 * 3600, ge=60)
+    expiring_threshold_days: int = Field(default=30, ge=1)
+
+    @field_validator("bootstrap_token")
+    @classmethod
+    def _no_placeholder_token(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if value.lower() in PLACEHOLDER_SECRETS or len(value) < 16:
+            raise ValueError("CERTCTL_BOOTSTRAP_TOKEN must be a random value of at least 16 characters")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'certctl.db').resolve()}"
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+    @property
+    def http_listen_address(self) -> tuple[str, int]:
+        return parse_listen(self.http_listen)
+
+    @property
+    def resolved_public_http_url(self) -> str:
+        if self.public_http_url:
+            return self.public_http_url.rstrip("/")
+        host, port = self.http_listen_address
+        if ":" in host:
+            host = f"[{host}]"
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        return f"http://{host}:{port}"

@@ -1,0 +1,231 @@
+"""Database schema (SQLAlchemy 2 typed models). Every change here needs an Alembic migration.
+
+Repositories query these tables with SQLAlchemy Core for speed; the declarative classes are the single
+description of the schema, compared against the migrations by a test.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every engine (SQLite stores naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        if dialect.name == "sqlite":
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a model, typed for Core statements."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+class Team(Base):
+    __tablename__ = "teams"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Owner(Base):
+    __tablename__ = "owners"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    email: Mapped[str] = mapped_column(String(320), default="")
+    team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Profile(Base):
+    __tablename__ = "profiles"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CertificateAuthority(Base):
+    __tablename__ = "certificate_authorities"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("certificate_authorities.id"), nullable=True)
+    status: Mapped[str] = mapped_column(String(20))
+    cert_pem: Mapped[str] = mapped_column(Text)
+    key_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    subject: Mapped[str] = mapped_column(String(500))
+    key_algorithm: Mapped[str] = mapped_column(String(20))
+    path_length: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    name_constraints: Mapped[dict[str, Any]] = mapped_column(JSON)
+    not_before: Mapped[datetime] = mapped_column(UtcDateTime)
+    not_after: Mapped[datetime] = mapped_column(UtcDateTime)
+    fingerprint_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    imported: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Issuer(Base):
+    __tablename__ = "issuers"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    type: Mapped[str] = mapped_column(String(40))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    secrets_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ManagedCertificate(Base):
+    __tablename__ = "managed_certificates"
+    __table_args__ = (
+        Index("ix_managed_certificates_status_not_after", "status", "not_after"),
+        Index("ix_managed_certificates_not_after", "not_after"),
+        Index("ix_managed_certificates_created_at_id", "created_at", "id"),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    common_name: Mapped[str] = mapped_column(String(255), default="")
+    sans: Mapped[list[str]] = mapped_column(JSON)
+    owner_id: Mapped[str | None] = mapped_column(ForeignKey("owners.id", ondelete="SET NULL"), nullable=True)
+    team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"), nullable=True)
+    tags: Mapped[dict[str, str]] = mapped_column(JSON)
+    environment: Mapped[str] = mapped_column(String(64), default="")
+    issuer_id: Mapped[str] = mapped_column(ForeignKey("issuers.id"), index=True)
+    profile_id: Mapped[str] = mapped_column(ForeignKey("profiles.id"), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(32))
+    auto_renew: Mapped[bool] = mapped_column(Boolean, default=True)
+    current_version_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    not_after: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CertificateVersion(Base):
+    __tablename__ = "certificate_versions"
+    __table_args__ = (UniqueConstraint("issuer_ca_id", "serial", name="uq_certificate_versions_ca_serial"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    certificate_id: Mapped[str] = mapped_column(
+        ForeignKey("managed_certificates.id", ondelete="CASCADE"), index=True
+    )
+    issuer_ca_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    serial: Mapped[str] = mapped_column(String(64))
+    not_before: Mapped[datetime] = mapped_column(UtcDateTime)
+    not_after: Mapped[datetime] = mapped_column(UtcDateTime)
+    fingerprint_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    cert_pem: Mapped[str] = mapped_column(Text)
+    chain_pem: Mapped[str] = mapped_column(Text)
+    csr_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
+    key_algorithm: Mapped[str] = mapped_column(String(20))
+    key_size: Mapped[int] = mapped_column(Integer)
+    key_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    revocation_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(32))
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class WebSession(Base):
+    __tablename__ = "web_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    csrf_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AuditEvent(Base):
+    """Append-only. ``event_hash`` is written with the row; ``seq``/``chain_hash`` once, by the sealer."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_occurred_at", "occurred_at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40), unique=True)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    actor_type: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(80), index=True)
+    resource_type: Mapped[str] = mapped_column(String(40))
+    resource_id: Mapped[str] = mapped_column(String(200), default="")
+    outcome: Mapped[str] = mapped_column(String(20))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    body_sha256: Mapped[str] = mapped_column(String(64), default="")
+    latency_ms: Mapped[float] = mapped_column(default=0.0)
+    request_id: Mapped[str] = mapped_column(String(40), default="")
+    event_hash: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True, unique=True)
+    chain_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class AuditChainHead(Base):
+    """One row: the last sealed position of the audit hash chain. Only the sealer locks it."""
+
+    __tablename__ = "audit_chain_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    chain_hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,218 @@
+"""Managed certificates and their versions: named queries over Core tables."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from certctl.errors import ValidationFailed
+from certctl.store.models import CertificateVersion, ManagedCertificate, table_of
+
+CERTS = table_of(ManagedCertificate)
+VERSIONS = table_of(CertificateVersion)
+SORTABLE = ("name", "not_after", "created_at", "status", "common_name", "updated_at")
+
+
+@dataclass(frozen=True)
+class CertificateQuery:
+    status: Sequence[str] = ()
+    issuer_id: str | None = None
+    profile_id: str | None = None
+    owner_id: str | None = None
+    team_id: str | None = None
+    environment: str | None = None
+    source: str | None = None
+    search: str | None = None
+    expires_before: datetime | None = None
+    expires_after: datetime | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    include_archived: bool = False
+    sort: str = "name"
+    descending: bool = False
+    cursor: str | None = None
+    limit: int = 50
+
+
+def encode_cursor(sort_value: Any, row_id: str) -> str:
+    value = sort_value.isoformat() if isinstance(sort_value, datetime) else sort_value
+    raw = json.dumps([value, row_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str) -> tuple[Any, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value, row_id = json.loads(raw)
+        if not isinstance(row_id, str):
+            raise TypeError
+        if sort in ("not_after", "created_at", "updated_at") and value is not None:
+            value = datetime.fromisoformat(value)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise ValidationFailed("the cursor is not valid; start again without it") from exc
+    return value, row_id
+
+
+def _filters(query: CertificateQuery) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if query.status:
+        conditions.append(CERTS.c.status.in_(list(query.status)))
+    elif not query.include_archived:
+        conditions.append(CERTS.c.status != "Archived")
+    for column, value in (
+        (CERTS.c.issuer_id, query.issuer_id),
+        (CERTS.c.profile_id, query.profile_id),
+        (CERTS.c.owner_id, query.owner_id),
+        (CERTS.c.team_id, query.team_id),
+        (CERTS.c.environment, query.environment),
+        (CERTS.c.source, query.source),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    if query.search:
+        pattern = f"%{query.search.lower()}%"
+        conditions.append(
+            or_(func.lower(CERTS.c.name).like(pattern), func.lower(CERTS.c.common_name).like(pattern))
+        )
+    if query.expires_before is not None:
+        conditions.append(CERTS.c.not_after < query.expires_before)
+    if query.expires_after is not None:
+        conditions.append(CERTS.c.not_after >= query.expires_after)
+    return conditions
+
+
+async def list_certificates(
+    connection: AsyncConnection, query: CertificateQuery
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page, plus the cursor of the next page (None at the end). Tags are filtered in SQL-neutral
+    Python after the page is read only when requested, so over-fetch in that case."""
+    if query.sort not in SORTABLE:
+        raise ValidationFailed(f"cannot sort by {query.sort!r}; choose one of {', '.join(SORTABLE)}")
+    sort_column = CERTS.c[query.sort]
+    conditions = _filters(query)
+    if query.cursor:
+        value, row_id = decode_cursor(query.cursor, query.sort)
+        if query.descending:
+            conditions.append(or_(sort_column < value, and_(sort_column == value, CERTS.c.id < row_id)))
+        else:
+            conditions.append(or_(sort_column > value, and_(sort_column == value, CERTS.c.id > row_id)))
+    order = (sort_column.desc(), CERTS.c.id.desc()) if query.descending else (sort_column, CERTS.c.id)
+    statement = select(CERTS).where(*conditions).order_by(*order)
+    rows: list[dict[str, Any]] = []
+    fetch = query.limit + 1
+    if not query.tags:
+        statement = statement.limit(fetch)
+    result = await connection.stream(statement)
+    async for row in result.mappings():
+        record = dict(row)
+        tags = record.get("tags") or {}
+        if all(tags.get(k) == v for k, v in query.tags.items()):
+            rows.append(record)
+            if len(rows) >= fetch:
+                break
+    await result.close()
+    next_cursor = None
+    if len(rows) > query.limit:
+        rows = rows[: query.limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(last[query.sort], last["id"])
+    return rows, next_cursor
+
+
+async def get(connection: AsyncConnection, certificate_id: str) -> dict[str, Any] | None:
+    row = (await connection.execute(select(CERTS).where(CERTS.c.id == certificate_id))).mappings().first()
+    return dict(row) if row else None
+
+
+async def get_by_name(connection: AsyncConnection, name: str) -> dict[str, Any] | None:
+    row = (await connection.execute(select(CERTS).where(CERTS.c.name == name))).mappings().first()
+    return dict(row) if row else None
+
+
+async def name_exists(connection: AsyncConnection, name: str) -> bool:
+    found = await connection.execute(select(CERTS.c.id).where(CERTS.c.name == name).limit(1))
+    return found.first() is not None
+
+
+async def insert_certificate(connection: AsyncConnection, values: dict[str, Any]) -> None:
+    await connection.execute(insert(CERTS).values(**values))
+
+
+async def update_certificate(
+    connection: AsyncConnection, certificate_id: str, values: dict[str, Any]
+) -> None:
+    await connection.execute(update(CERTS).where(CERTS.c.id == certificate_id).values(**values))
+
+
+async def insert_version(connection: AsyncConnection, values: dict[str, Any]) -> None:
+    await connection.execute(insert(VERSIONS).values(**values))
+
+
+async def versions_of(connection: AsyncConnection, certificate_id: str) -> list[dict[str, Any]]:
+    statement = (
+        select(VERSIONS)
+        .where(VERSIONS.c.certificate_id == certificate_id)
+        .order_by(VERSIONS.c.created_at.desc(), VERSIONS.c.id.desc())
+    )
+    return [dict(row) for row in (await connection.execute(statement)).mappings()]
+
+
+async def get_version(connection: AsyncConnection, version_id: str) -> dict[str, Any] | None:
+    row = (await connection.execute(select(VERSIONS).where(VERSIONS.c.id == version_id))).mappings().first()
+    return dict(row) if row else None
+
+
+async def count_by_status(connection: AsyncConnection) -> dict[str, int]:
+    statement = select(CERTS.c.status, func.count()).group_by(CERTS.c.status)
+    return {str(status): int(n) for status, n in (await connection.execute(statement)).all()}
+
+
+async def expiry_histogram(connection: AsyncConnection, *, now: datetime, until: datetime) -> list[datetime]:
+    """notAfter of every live certificate expiring between now and until (for the dashboard timeline)."""
+    statement = select(CERTS.c.not_after).where(
+        CERTS.c.not_after.is_not(None),
+        CERTS.c.not_after >= now,
+        CERTS.c.not_after < until,
+        CERTS.c.status.not_in(["Archived", "Revoked"]),
+    )
+    return [row[0] for row in (await connection.execute(statement)).all()]
+
+
+async def refresh_statuses(connection: AsyncConnection, *, now: datetime, expiring_from: datetime) -> int:
+    """Move Active -> Expiring -> Expired by the current version's notAfter (indexed, set-based)."""
+    expired = await connection.execute(
+        update(CERTS)
+        .where(CERTS.c.status.in_(["Active", "Expiring"]), CERTS.c.not_after <= now)
+        .values(status="Expired", updated_at=now)
+    )
+    expiring = await connection.execute(
+        update(CERTS)
+        .where(CERTS.c.status == "Active", CERTS.c.not_after > now, CERTS.c.not_after <= expiring_from)
+        .values(status="Expiring", updated_at=now)
+    )
+    return int(expired.rowcount or 0) + int(expiring.rowcount or 0)
+
+
+async def mark_revoked(
+    connection: AsyncConnection, certificate_id: str, *, at: datetime, reason: str
+) -> None:
+    """Record a revocation on the certificate and its current version."""
+    row = await get(connection, certificate_id)
+    if row is None:
+        return
+    await update_certificate(
+        connection, certificate_id, {"status": "Revoked", "auto_renew": False, "updated_at": at}
+    )
+    if row["current_version_id"]:
+        await connection.execute(
+            update(VERSIONS)
+            .where(VERSIONS.c.id == row["current_version_id"])
+            .values(revoked_at=at, revocation_reason=reason)
+        )

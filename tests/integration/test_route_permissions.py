@@ -1,0 +1,53 @@
+"""Every /api/v1 route declares its permission, and every default role gets exactly what it holds."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.routing import APIRoute
+
+from certctl.api.app import ROUTERS
+from certctl.api.deps import Need, Public
+from certctl.domain.rbac import DEFAULT_ROLES
+from support.apps import ApiHarness
+
+
+def _routes(api: ApiHarness) -> list[tuple[APIRoute, str | None]]:
+    found = []
+    for route in (r for router in ROUTERS for r in router.routes):
+        assert isinstance(route, APIRoute)
+        declared = [d.call for d in route.dependant.dependencies if isinstance(d.call, Need | Public)]
+        assert len(declared) == 1, f"{route.methods} {route.path} must declare exactly one permission"
+        permission = declared[0].permission if isinstance(declared[0], Need) else None
+        found.append((route, permission))
+    return found
+
+
+def test_every_route_declares_a_permission(api: ApiHarness) -> None:
+    routes = _routes(api)
+    assert len(routes) > 40
+    walked = {(m, r.path) for r, _ in routes for m in r.methods}
+    published = api.client.get("/api/v1/openapi.json").json()["paths"]
+    listed = {(m.upper(), p) for p, ops in published.items() for m in ops if p.startswith("/api/")}
+    assert listed <= walked, f"routes outside the walked routers: {listed - walked}"
+
+
+@pytest.mark.parametrize("role", sorted(DEFAULT_ROLES))
+def test_route_role_matrix(api: ApiHarness, role: str) -> None:
+    key = api.key_for(role)
+    for route, permission in _routes(api):
+        if permission is None:
+            continue
+        path = re.sub(r"\{[^}]+\}", "does-not-exist", route.path)
+        for method in sorted(route.methods):
+            response = api.client.request(
+                method, path, headers=api.headers(key) | {"Content-Type": "application/json"}
+            )
+            allowed = permission in DEFAULT_ROLES[role]
+            if allowed:
+                assert response.status_code != 403, f"{role} refused {method} {route.path}"
+            else:
+                assert response.status_code == 403, (
+                    f"{role} allowed {method} {route.path}: {response.status_code}"
+                )
