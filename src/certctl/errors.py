@@ -102,6 +102,14 @@ class IssuerUnavailable(CertctlError):
     title = "The issuer could not complete the request"
 
 
+class SealedSecretUnavailable(CertctlError):
+    """A sealed secret does not open under the configured master key (wrong key, or altered data)."""
+
+    status = 503
+    problem = "sealed-secret-unavailable"
+    title = "A stored secret cannot be opened"
+
+
 class ConfigurationError(CertctlError):
     """Start-up refuses to run: bad settings, unusable TLS material, placeholder secrets."""
 

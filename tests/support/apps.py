@@ -75,10 +75,7 @@ def make_harness(
         public_http_url="http://127.0.0.1:8080",
         cache_ttl_seconds=0.0,
     )
-    import importlib.util
-
-    web = importlib.util.find_spec("certctl.web.routes") is not None  # REMOVE-ME
-    app = create_app(services, bootstrap_token=bootstrap_token, max_body_bytes=256 * 1024, web=web)
+    app = create_app(services, bootstrap_token=bootstrap_token, max_body_bytes=256 * 1024)
     with TestClient(app, base_url="https://testserver") as client:
         assert client.portal is not None
         seeded = client.portal.call(seed_minimal, services)

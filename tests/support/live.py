@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -35,7 +36,7 @@ class LiveServer:
     def client(self, key: str | None = None) -> httpx2.Client:
         return httpx2.Client(
             base_url=self.url,
-            verify=str(self.ca_bundle),
+            verify=ssl.create_default_context(cafile=str(self.ca_bundle)),
             headers={"Authorization": f"Bearer {key or self.admin_key}"},
             timeout=30,
         )

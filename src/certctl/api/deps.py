@@ -21,20 +21,29 @@ from certctl.store.repositories import audit
 log = logging.getLogger("certctl.auth")
 
 
-def services_of(request: Request) -> Services:
+def services_from(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def request_info(request: Request) -> RequestInfo:
+def info_from(request: Request) -> RequestInfo:
     info = request.scope.get("state", {}).get("certctl_info")
     return info if isinstance(info, RequestInfo) else RequestInfo()
+
+
+async def services_of(request: Request) -> Services:
+    """Dependency (async, so it runs on the event loop rather than in the thread pool)."""
+    return services_from(request)
+
+
+async def request_info(request: Request) -> RequestInfo:
+    return info_from(request)
 
 
 async def record_auth_failure(
     request: Request, *, actor_name: str, reason: str, permission: str = ""
 ) -> None:
-    services = services_of(request)
+    services = services_from(request)
     record = audit_record(
         actor=Actor(
             id=actor_name, name=actor_name, type="unknown" if actor_name == "anonymous" else "api_key"
@@ -43,7 +52,7 @@ async def record_auth_failure(
         resource_type="route",
         resource_id=f"{request.method} {request.url.path}",
         at=services.context.clock.now(),
-        request=request_info(request),
+        request=info_from(request),
         details={"reason": reason, "permission": permission},
         outcome="denied" if permission else "failure",
     )
@@ -68,7 +77,7 @@ async def authenticate(request: Request) -> Actor:
     cached = request.scope.get("state", {}).get("certctl_actor")
     if isinstance(cached, Actor):
         return cached
-    services = services_of(request)
+    services = services_from(request)
     secret = bearer_secret(request)
     if secret is None:
         await record_auth_failure(request, actor_name="anonymous", reason="no bearer token")

@@ -64,8 +64,8 @@ def register(app: typer.Typer) -> None:
         print_banner(banner(prepared, admin_key_file=key_file))
         try:
             run(prepared)
-        except OSError as exc:
-            raise fail(f"cannot listen: {exc.strerror or exc}") from None
+        except CertctlError as exc:
+            raise fail(exc.message) from None
 
 
 def _existing_key_file(data_dir: Path) -> Path | None:

@@ -21,6 +21,7 @@ import uvicorn
 
 from certctl.api.app import create_app, create_public_app
 from certctl.domain.clock import SystemClock
+from certctl.errors import ConfigurationError
 from certctl.keys.envelope import MasterKey, load_master_key
 from certctl.server.tls_files import TlsFiles, ensure_tls, server_ssl_context
 from certctl.services.container import Services, build_services
@@ -91,7 +92,12 @@ def bind(address: tuple[str, int]) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock

@@ -14,8 +14,8 @@ from cryptography import x509
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from certctl.domain.lifecycle import CaStatus
-from certctl.errors import Conflict, NotFound
-from certctl.keys.envelope import MasterKey
+from certctl.errors import Conflict, NotFound, SealedSecretUnavailable
+from certctl.keys.envelope import MasterKey, SealError
 from certctl.pki.keys import PrivateKey, load_private_key_pem
 from certctl.pki.names import NameConstraints
 from certctl.store.repositories import rows
@@ -72,7 +72,14 @@ class CaMaterialCache:
         certificate = x509.load_pem_x509_certificate(row["cert_pem"].encode())
         key = None
         if row["key_sealed"] is not None:
-            key = load_private_key_pem(self._master_key.open(row["key_sealed"], aad=ca_key_aad(row["id"])))
+            try:
+                opened = self._master_key.open(row["key_sealed"], aad=ca_key_aad(row["id"]))
+            except SealError as exc:
+                raise SealedSecretUnavailable(
+                    f"the key of CA {row['name']!r} does not open with this server's master key; "
+                    "start the server with the master key the CA was created under"
+                ) from exc
+            key = load_private_key_pem(opened)
         chain: list[x509.Certificate] = []
         chain_rows: list[dict[str, Any]] = []
         constraints = [NameConstraints.from_dict(row["name_constraints"] or {})]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from certctl.store.models import AuditChainHead, AuditEvent, table_of
@@ -95,15 +95,18 @@ async def seal_pending(connection: AsyncConnection, *, batch: int = 5000) -> int
             .limit(batch)
         )
     ).all()
+    sealed = []
     for row in rows:
         seq += 1
         chain = chain_step(chain, row.event_hash)
-        await connection.execute(
+        sealed.append({"row_id": row.id, "new_seq": seq, "new_chain": chain})
+    if sealed:
+        statement = (
             update(EVENTS)
-            .where(EVENTS.c.id == row.id, EVENTS.c.seq.is_(None))
-            .values(seq=seq, chain_hash=chain)
+            .where(EVENTS.c.id == bindparam("row_id"), EVENTS.c.seq.is_(None))
+            .values(seq=bindparam("new_seq"), chain_hash=bindparam("new_chain"))
         )
-    if rows:
+        await connection.execute(statement, sealed)
         await connection.execute(update(HEAD).where(HEAD.c.id == 1).values(seq=seq, chain_hash=chain))
     return len(rows)
 

@@ -142,7 +142,7 @@ async def name_exists(connection: AsyncConnection, name: str) -> bool:
 
 
 async def insert_certificate(connection: AsyncConnection, values: dict[str, Any]) -> None:
-    await connection.execute(insert(CERTS).values(**values))
+    await connection.execute(insert(CERTS), values)
 
 
 async def update_certificate(
@@ -152,7 +152,7 @@ async def update_certificate(
 
 
 async def insert_version(connection: AsyncConnection, values: dict[str, Any]) -> None:
-    await connection.execute(insert(VERSIONS).values(**values))
+    await connection.execute(insert(VERSIONS), values)
 
 
 async def versions_of(connection: AsyncConnection, certificate_id: str) -> list[dict[str, Any]]:

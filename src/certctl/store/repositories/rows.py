@@ -52,7 +52,7 @@ async def list_all(
 
 
 async def add(connection: AsyncConnection, table: Table, values: dict[str, Any]) -> None:
-    await connection.execute(insert(table).values(**values))
+    await connection.execute(insert(table), values)
 
 
 async def change(connection: AsyncConnection, table: Table, row_id: str, values: dict[str, Any]) -> None:

@@ -1,0 +1,27 @@
+"""Operator commands for the server's resources, spoken over the REST API only.
+
+:func:`register` adds the sub-apps (``certs``, ``issuers``, ``profiles``, ``cas``, ``teams``,
+``owners``, ``keys``, ``audit``) and ``whoami`` to the main ``certctl`` app. Nothing here imports the
+server side (store, services, api): an import-linter contract keeps this package a pure HTTP client.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from certctl.cli.resources import audit, cas, catalog, certs, keys, profiles
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Attach every resource command group to ``app``."""
+    app.add_typer(certs.app, name="certs")
+    app.add_typer(catalog.issuers, name="issuers")
+    app.add_typer(profiles.app, name="profiles")
+    app.add_typer(cas.app, name="cas")
+    app.add_typer(catalog.teams, name="teams")
+    app.add_typer(catalog.owners, name="owners")
+    app.add_typer(keys.app, name="keys")
+    app.add_typer(audit.app, name="audit")
+    app.command("whoami")(keys.whoami)
