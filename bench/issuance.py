@@ -5,7 +5,7 @@ name each time) against ``certctl server`` on SQLite and on PostgreSQL. Prints c
 latency, the number of stored certificates and audit rows, and the ratio to raw ``cryptography``
 build+sign (one core) measured in the same run.
 
-    python bench/issuance.py [--seconds 20] [--connections 64] [--workers 2] [--postgres URL]
+    python bench/issuance.py [--seconds 20] [--connections 64] [--workers N] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -120,11 +120,11 @@ def write_pool(csrs: list[str], path: Path) -> None:
 
 
 def bench_engine(
-    label: str, database_url: str | None, args: argparse.Namespace, pool: Path, raw: float
+    label: str, database_url: str | None, args: argparse.Namespace, pool: Path, raw: float, workers: int
 ) -> None:
     with tempfile.TemporaryDirectory(prefix=f"certctl-bench-{label}-") as tmp:
         workdir = Path(tmp)
-        with running_server(workdir, database_url=database_url, workers=args.workers) as server:
+        with running_server(workdir, database_url=database_url, workers=workers) as server:
             run_wrk(server.url, server.key, pool, seconds=3, connections=args.connections, workdir=workdir)
             with client(server) as c:
                 before = c.get("/api/v1/stats").json()["total"]
@@ -140,7 +140,7 @@ def bench_engine(
                 stored = c.get("/api/v1/stats").json()["total"] - before
             audit = server.verify_audit()
     print(
-        f"issuance[{label}] workers={args.workers} clients={args.connections}: "
+        f"issuance[{label}] workers={workers} clients={args.connections}: "
         f"{result['rate']:.0f} certificates/s, p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms; "
         f"answered {result['requests']:.0f}, stored {stored}, non-2xx {result['non_2xx']:.0f}, "
         f"timeouts {result['timeouts']:.0f}; audit: {audit}; "
@@ -152,7 +152,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--workers", type=int, default=None, help="server workers [SQLite: 1 (one writer), PostgreSQL: 2]"
+    )
     parser.add_argument("--postgres", default=os.environ.get("CERTCTL_TEST_DATABASE_URL"))
     parser.add_argument("--engines", default="sqlite,postgresql")
     args = parser.parse_args()
@@ -165,12 +167,13 @@ def main() -> None:
         write_pool(make_csrs(CSR_POOL), pool)
         engines = args.engines.split(",")
         if "sqlite" in engines:
-            bench_engine("sqlite", None, args, pool, raw)
+            bench_engine("sqlite", None, args, pool, raw, args.workers or 1)
         if "postgresql" in engines:
             if not args.postgres:
                 print("issuance[postgresql]: skipped (give --postgres or CERTCTL_TEST_DATABASE_URL)")
             else:
-                bench_engine("postgresql", fresh_postgres(args.postgres, "certctl_bench"), args, pool, raw)
+                database = fresh_postgres(args.postgres, "certctl_bench")
+                bench_engine("postgresql", database, args, pool, raw, args.workers or 2)
 
 
 if __name__ == "__main__":

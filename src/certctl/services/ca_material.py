@@ -55,10 +55,16 @@ class CaMaterialCache:
         else:
             self._entries.pop(ca_id, None)
 
-    async def load(self, connection: AsyncConnection, ca_ref: str) -> CaMaterial:
+    def peek(self, ca_ref: str) -> CaMaterial | None:
         cached = self._entries.get(ca_ref)
         if cached and time.monotonic() - cached[0] < self._ttl:
             return cached[1]
+        return None
+
+    async def load(self, connection: AsyncConnection, ca_ref: str) -> CaMaterial:
+        cached = self.peek(ca_ref)
+        if cached is not None:
+            return cached
         material = await self._load_uncached(connection, ca_ref)
         now = time.monotonic()
         self._entries[material.id] = (now, material)

@@ -4,12 +4,12 @@ constraints, sign, and store certificate, version and audit row in one transacti
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from certctl.connectors.issuers.base import IssuanceRequest
@@ -42,8 +42,10 @@ from certctl.services.ca_material import CaMaterial, CaMaterialCache, require_is
 from certctl.services.context import ServiceContext
 from certctl.services.lookups import RowCache
 from certctl.services.profiles import profile_from_row
-from certctl.store.db import unit_of_work
+from certctl.store.db import read_only, unit_of_work
+from certctl.store.group_commit import GroupCommitter
 from certctl.store.repositories import audit, certificates
+from certctl.store.repositories.audit import AuditRecord
 
 BACKDATE = timedelta(minutes=1)
 
@@ -112,71 +114,59 @@ class IssuanceService:
         self._cas = ca_cache
         self._profiles = profiles
         self._issuers = issuers
+        self._writer: GroupCommitter[NewCertificate, None] = GroupCommitter(
+            context.engine, store_new_certificates
+        )
 
     async def issue(self, *, request: IssueRequest, actor: Actor, info: RequestInfo | None = None) -> Issued:
+        """Check and sign outside any transaction, then store through the group committer."""
         now = self._ctx.clock.now()
-        async with unit_of_work(self._ctx.engine) as uow:
-            connection = uow.connection
-            try:
-                profile_row = await self._profiles.find(connection, request.profile)
-                issuer_row = await self._issuers.find(connection, request.issuer)
-            except NotFound as exc:
-                raise ValidationFailed(exc.message) from exc
-            profile = profile_from_row(profile_row)
-            subject = self._subject(profile, request)
-            ca = await self._issuing_ca(connection, issuer_row)
-            validity = request.validity or profile.default_ttl
-            ekus = request.ekus if request.ekus is not None else profile.default_ekus
-            self._check(profile, ca, subject, validity, ekus)
-            version, _ = self._sign(ca, subject, now, validity, ekus, profile, new_id("certificate"))
-            certificate_id = version["certificate_id"]
-            status = status_for_validity(
-                not_after=version["not_after"], now=now, expiring_within=self._ctx.expiring_within
-            )
-            record = {
-                "id": certificate_id,
+        profile_row, issuer_row, ca = await self._resolve(request.profile, request.issuer)
+        profile = profile_from_row(profile_row)
+        subject = self._subject(profile, request)
+        validity = request.validity or profile.default_ttl
+        ekus = request.ekus if request.ekus is not None else profile.default_ekus
+        self._check(profile, ca, subject, validity, ekus)
+        version, _ = self._sign(ca, subject, now, validity, ekus, profile, new_id("certificate"))
+        certificate_id = version["certificate_id"]
+        status = status_for_validity(
+            not_after=version["not_after"], now=now, expiring_within=self._ctx.expiring_within
+        )
+        record = {
+            "id": certificate_id,
+            "name": request.name,
+            "common_name": subject.common_name or "",
+            "sans": list(subject.dns_names + subject.ip_addresses),
+            "owner_id": request.owner_id,
+            "team_id": request.team_id,
+            "tags": request.tags,
+            "environment": request.environment,
+            "issuer_id": issuer_row["id"],
+            "profile_id": profile_row["id"],
+            "status": str(status),
+            "source": request.source,
+            "auto_renew": request.auto_renew,
+            "current_version_id": version["id"],
+            "not_after": version["not_after"],
+            "created_at": now,
+            "updated_at": now,
+        }
+        event = audit_record(
+            actor=actor,
+            action="certificate.issue",
+            resource_type="certificate",
+            resource_id=certificate_id,
+            at=now,
+            request=info,
+            details={
                 "name": request.name,
-                "common_name": subject.common_name or "",
-                "sans": list(subject.dns_names + subject.ip_addresses),
-                "owner_id": request.owner_id,
-                "team_id": request.team_id,
-                "tags": request.tags,
-                "environment": request.environment,
-                "issuer_id": issuer_row["id"],
-                "profile_id": profile_row["id"],
-                "status": str(status),
-                "source": request.source,
-                "auto_renew": request.auto_renew,
-                "current_version_id": version["id"],
-                "not_after": version["not_after"],
-                "created_at": now,
-                "updated_at": now,
-            }
-            try:
-                await certificates.insert_certificate(connection, record)
-            except IntegrityError as exc:
-                raise Conflict(f"a certificate named {request.name!r} already exists") from exc
-            await certificates.insert_version(connection, version)
-            await audit.append(
-                connection,
-                [
-                    audit_record(
-                        actor=actor,
-                        action="certificate.issue",
-                        resource_type="certificate",
-                        resource_id=certificate_id,
-                        at=now,
-                        request=info,
-                        details={
-                            "name": request.name,
-                            "serial": version["serial"],
-                            "issuer": issuer_row["name"],
-                            "profile": profile_row["name"],
-                            "server_keygen": subject.private_key is not None,
-                        },
-                    )
-                ],
-            )
+                "serial": version["serial"],
+                "issuer": issuer_row["name"],
+                "profile": profile_row["name"],
+                "server_keygen": subject.private_key is not None,
+            },
+        )
+        await self._writer.submit(NewCertificate(certificate=record, version=version, event=event))
         key_pem = private_key_to_pem(subject.private_key).decode() if subject.private_key else None
         return Issued(certificate=record, version=_public_version(version), private_key_pem=key_pem)
 
@@ -227,7 +217,9 @@ class IssuanceService:
                 sans=tuple(current["sans"]),
             )
             subject = self._subject(profile, request, names_from_record=True)
-            ca = await self._issuing_ca(connection, issuer_row)
+            ca = await self._cas.load(connection, _ca_ref(issuer_row))
+            if not issuer_row["enabled"]:
+                raise Conflict(f"issuer {issuer_row['name']!r} is disabled")
             validity = profile.default_ttl
             if previous is not None:
                 validity = min(previous["not_after"] - previous["not_before"] - BACKDATE, profile.max_ttl)
@@ -316,13 +308,25 @@ class IssuanceService:
             csr_pem=None,
         )
 
-    async def _issuing_ca(self, connection: AsyncConnection, issuer_row: dict[str, Any]) -> CaMaterial:
+    async def _resolve(
+        self, profile_ref: str, issuer_ref: str
+    ) -> tuple[dict[str, Any], dict[str, Any], CaMaterial]:
+        """Profile, issuer and signing CA: from the in-process caches when warm (no database round trip
+        on the hot path), else loaded in one short read-only connection."""
+        profile_row = self._profiles.peek(profile_ref)
+        issuer_row = self._issuers.peek(issuer_ref)
+        ca = self._cas.peek(_ca_ref(issuer_row)) if issuer_row is not None else None
+        if profile_row is None or issuer_row is None or ca is None:
+            async with read_only(self._ctx.engine) as connection:
+                try:
+                    profile_row = await self._profiles.find(connection, profile_ref)
+                    issuer_row = await self._issuers.find(connection, issuer_ref)
+                except NotFound as exc:
+                    raise ValidationFailed(exc.message) from exc
+                ca = await self._cas.load(connection, _ca_ref(issuer_row))
         if not issuer_row["enabled"]:
             raise Conflict(f"issuer {issuer_row['name']!r} is disabled")
-        if issuer_row["type"] != LocalIssuer.type_name:
-            raise ValidationFailed(f"issuer type {issuer_row['type']!r} cannot issue here")
-        options = LocalIssuerOptions.model_validate(issuer_row["options"])
-        return await self._cas.load(connection, options.ca)
+        return profile_row, issuer_row, ca
 
     def _check(
         self,
@@ -417,6 +421,38 @@ class IssuanceService:
             "created_at": now,
         }
         return version, certificate
+
+
+@dataclass(frozen=True)
+class NewCertificate:
+    certificate: dict[str, Any]
+    version: dict[str, Any]
+    event: AuditRecord
+
+
+async def store_new_certificates(
+    connection: AsyncConnection, batch: Sequence[NewCertificate]
+) -> list[BaseException | None]:
+    """One transaction for a whole batch: certificates (duplicate names refused one by one), their
+    versions and their audit rows."""
+    inserted = await certificates.insert_certificates_skipping_taken_names(
+        connection, [item.certificate for item in batch]
+    )
+    stored = [item for item in batch if item.certificate["id"] in inserted]
+    await certificates.insert_versions(connection, [item.version for item in stored])
+    await audit.append(connection, [item.event for item in stored])
+    return [
+        None
+        if item.certificate["id"] in inserted
+        else Conflict(f"a certificate named {item.certificate['name']!r} already exists")
+        for item in batch
+    ]
+
+
+def _ca_ref(issuer_row: dict[str, Any]) -> str:
+    if issuer_row["type"] != LocalIssuer.type_name:
+        raise ValidationFailed(f"issuer type {issuer_row['type']!r} cannot issue here")
+    return LocalIssuerOptions.model_validate(issuer_row["options"]).ca
 
 
 def version_key_aad(version_id: str) -> bytes:

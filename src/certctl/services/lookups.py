@@ -22,10 +22,17 @@ class RowCache:
     def invalidate(self) -> None:
         self._entries.clear()
 
-    async def find(self, connection: AsyncConnection, ref: str) -> dict[str, Any]:
+    def peek(self, ref: str) -> dict[str, Any] | None:
+        """The cached row if it is still fresh, without touching the database."""
         cached = self._entries.get(ref)
         if cached and time.monotonic() - cached[0] < self._ttl:
             return cached[1]
+        return None
+
+    async def find(self, connection: AsyncConnection, ref: str) -> dict[str, Any]:
+        cached = self.peek(ref)
+        if cached is not None:
+            return cached
         row = await rows.find(connection, self._table, ref)
         if row is None:
             raise NotFound(f"{self._kind} {ref!r} does not exist")

@@ -11,7 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningInsert
 
 from certctl.errors import ValidationFailed
 from certctl.store.models import CertificateVersion, ManagedCertificate, table_of
@@ -216,3 +219,24 @@ async def mark_revoked(
             .where(VERSIONS.c.id == row["current_version_id"])
             .values(revoked_at=at, revocation_reason=reason)
         )
+
+
+async def insert_certificates_skipping_taken_names(
+    connection: AsyncConnection, records: Sequence[dict[str, Any]]
+) -> set[str]:
+    """Insert many managed certificates in one statement; a name already taken (by an existing row or an
+    earlier row of the same batch) is skipped instead of failing the batch. Returns the inserted ids."""
+    statement: ReturningInsert[Any]
+    if connection.dialect.name == "postgresql":
+        statement = (
+            postgresql_insert(CERTS).on_conflict_do_nothing(index_elements=["name"]).returning(CERTS.c.id)
+        )
+    else:
+        statement = sqlite_insert(CERTS).on_conflict_do_nothing(index_elements=["name"]).returning(CERTS.c.id)
+    result = await connection.execute(statement, list(records))
+    return {str(row.id) for row in result}
+
+
+async def insert_versions(connection: AsyncConnection, records: Sequence[dict[str, Any]]) -> None:
+    if records:
+        await connection.execute(insert(VERSIONS), list(records))

@@ -1,0 +1,102 @@
+"""Group commit: many concurrent writers share one transaction.
+
+Issuing is the hot write path. Instead of one BEGIN/INSERT x3/COMMIT per certificate, concurrent
+requests queue their rows; whichever arrives while no flush is running flushes everything queued in one
+transaction (``executemany``), and the next flush starts as soon as that one commits. No timer, no
+permanent task: under light load a batch is one request and costs what a direct write costs.
+
+If a batch fails as a whole (a foreign key that vanished, a lost connection), each of its items is
+retried alone, so one bad item never fails its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
+Flush = Callable[[AsyncConnection, Sequence[Item]], Awaitable[Sequence[Outcome | BaseException]]]
+
+
+@dataclass
+class _Entry(Generic[Item, Outcome]):
+    item: Item
+    future: asyncio.Future[Outcome] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class GroupCommitter(Generic[Item, Outcome]):
+    def __init__(self, engine: AsyncEngine, flush: Flush[Item, Outcome], *, max_batch: int = 128) -> None:
+        self._engine = engine
+        self._flush = flush
+        self._max_batch = max_batch
+        self._pending: list[_Entry[Item, Outcome]] = []
+        self._flushing = False
+        self._drainers: set[asyncio.Task[None]] = set()
+
+    async def submit(self, item: Item) -> Outcome:
+        """Queue one item and wait until it is committed (or refused: the flush's exception is raised)."""
+        entry: _Entry[Item, Outcome] = _Entry(item)
+        self._pending.append(entry)
+        if not self._flushing:
+            self._flushing = True
+            try:
+                while not entry.future.done():
+                    await self._flush_once()
+            finally:
+                self._flushing = False
+                if self._pending:
+                    self._hand_off()
+        return await entry.future
+
+    def _hand_off(self) -> None:
+        """The submitter that flushed is done; a short-lived task flushes what queued meanwhile."""
+        self._flushing = True
+        task = asyncio.get_running_loop().create_task(self._drain())
+        self._drainers.add(task)
+        task.add_done_callback(self._drainers.discard)
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                await self._flush_once()
+        finally:
+            self._flushing = False
+
+    async def _flush_once(self) -> None:
+        batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+        outcomes: Sequence[Outcome | BaseException]
+        try:
+            async with self._engine.begin() as connection:
+                outcomes = await self._flush(connection, [e.item for e in batch])
+        except Exception as exc:
+            if len(batch) > 1:
+                await self._one_by_one(batch)
+                return
+            outcomes = [exc]
+        for entry, outcome in zip(batch, outcomes, strict=True):
+            _settle(entry.future, outcome)
+
+    async def _one_by_one(self, batch: list[_Entry[Item, Outcome]]) -> None:
+        for entry in batch:
+            try:
+                async with self._engine.begin() as connection:
+                    (outcome,) = await self._flush(connection, [entry.item])
+            except Exception as exc:
+                outcome = exc
+            _settle(entry.future, outcome)
+
+
+def _settle(future: asyncio.Future[Outcome], outcome: Outcome | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

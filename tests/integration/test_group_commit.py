@@ -1,0 +1,53 @@
+"""Concurrent issuances share transactions without losing, duplicating or failing each other."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from certctl.errors import Conflict
+from certctl.services.audit import SYSTEM
+from certctl.services.issuance import Issued, IssueRequest
+from support.apps import ApiHarness
+from support.csrs import counts
+
+
+def _request(name: str, *, team_id: str | None = None) -> IssueRequest:
+    return IssueRequest(
+        name=name, issuer="local", profile="default", common_name="gc.example.com", team_id=team_id
+    )
+
+
+def test_concurrent_batch_with_duplicates_and_a_bad_row(api: ApiHarness) -> None:
+    names = [f"gc-{i}.example.com" for i in range(30)] + ["same.example.com"] * 6
+    requests = [_request(n) for n in names] + [_request("orphan.example.com", team_id="team_missing")]
+
+    async def issue_all() -> list[Issued | BaseException]:
+        return await asyncio.gather(
+            *(api.services.issuance.issue(request=r, actor=SYSTEM) for r in requests), return_exceptions=True
+        )
+
+    before = api.run(lambda: counts(api.services.context.engine))
+    outcomes = api.run(issue_all)
+    issued = [o for o in outcomes if isinstance(o, Issued)]
+    conflicts = [o for o in outcomes if isinstance(o, Conflict)]
+    assert len(issued) == 31
+    assert len(conflicts) == 5
+    assert isinstance(outcomes[-1], IntegrityError)
+    after = api.run(lambda: counts(api.services.context.engine))
+    assert after == (before[0] + 31, before[1] + 31, before[2] + 31)
+    assert len({o.certificate["id"] for o in issued}) == 31
+
+
+@pytest.mark.parametrize("clients", [1, 64])
+def test_every_answered_issue_is_stored(api: ApiHarness, clients: int) -> None:
+    async def issue_all() -> list[Issued]:
+        return await asyncio.gather(
+            *(api.services.issuance.issue(request=_request(f"n{clients}-{i}"), actor=SYSTEM) for i in range(clients))
+        )
+
+    issued = api.run(issue_all)
+    listed = api.get("/api/v1/certificates", params={"limit": 500, "q": f"n{clients}-"}).json()["items"]
+    assert {c["id"] for c in listed} == {i.certificate["id"] for i in issued}
