@@ -44,8 +44,9 @@ def test_concurrent_batch_with_duplicates_and_a_bad_row(api: ApiHarness) -> None
 @pytest.mark.parametrize("clients", [1, 64])
 def test_every_answered_issue_is_stored(api: ApiHarness, clients: int) -> None:
     async def issue_all() -> list[Issued]:
+        issuance = api.services.issuance
         return await asyncio.gather(
-            *(api.services.issuance.issue(request=_request(f"n{clients}-{i}"), actor=SYSTEM) for i in range(clients))
+            *(issuance.issue(request=_request(f"n{clients}-{i}"), actor=SYSTEM) for i in range(clients))
         )
 
     issued = api.run(issue_all)
