@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -139,18 +140,28 @@ async def serve(prepared: Prepared, sockets: tuple[socket.socket, socket.socket]
         await services.context.engine.dispose()
 
 
+def run_loop(main: Coroutine[None, None, None]) -> None:
+    """uvloop when installed (``certctl[server]`` brings it through uvicorn[standard]), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 def run(prepared: Prepared) -> None:
     settings = prepared.settings
     sockets = (bind(settings.listen_address), bind(settings.http_listen_address))
     if settings.workers == 1:
-        asyncio.run(serve(prepared, sockets, leader=True))
+        run_loop(serve(prepared, sockets, leader=True))
         return
     children: list[int] = []
     for index in range(settings.workers):
         pid = os.fork()
         if pid == 0:
             try:
-                asyncio.run(serve(prepared, sockets, leader=index == 0))
+                run_loop(serve(prepared, sockets, leader=index == 0))
             finally:
                 os._exit(0)
         children.append(pid)
