@@ -86,13 +86,7 @@ async def authenticate(request: Request) -> Actor:
     if principal is None:
         await record_auth_failure(request, actor_name="anonymous", reason="unknown, expired or revoked key")
         raise Unauthenticated("the API key is not valid (unknown, expired or revoked)")
-    actor = Actor(
-        id=principal.key_id,
-        name=principal.name,
-        type="api_key",
-        roles=principal.roles,
-        permissions=principal.permissions,
-    )
+    actor = Actor(id=principal.key_id, name=principal.name, type="api_key", access=principal.access)
     request.scope.setdefault("state", {})["certctl_actor"] = actor
     return actor
 
@@ -120,6 +114,13 @@ class Public:
 
     async def __call__(self) -> None:
         return None
+
+
+class Authenticated:
+    """Any valid principal, whatever it holds (its own identity, the permission catalogue)."""
+
+    async def __call__(self, request: Request) -> Actor:
+        return await authenticate(request)
 
 
 PUBLIC = Depends(Public())

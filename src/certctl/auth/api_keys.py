@@ -11,13 +11,14 @@ import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from certctl.domain.rbac import permissions_for_roles
+from certctl.auth.principals import load_access
+from certctl.domain.rbac import Access
 from certctl.store.repositories.rows import API_KEYS
 
 KEY_PREFIX = "cctl_"
@@ -44,8 +45,7 @@ def looks_like_key(secret: str) -> bool:
 class KeyPrincipal:
     key_id: str
     name: str
-    roles: tuple[str, ...]
-    permissions: frozenset[str]
+    access: Access
     expires_at: datetime | None
     last_used_at: datetime | None
 
@@ -84,18 +84,13 @@ class KeyAuthenticator:
                 .mappings()
                 .first()
             )
-        if (
-            row is None
-            or not hmac.compare_digest(row["secret_sha256"], hashed)
-            or row["revoked_at"] is not None
-        ):
-            return None
-        roles = tuple(row["roles"])
+            if row is None or not hmac.compare_digest(row["secret_sha256"], hashed) or row["revoked_at"]:
+                return None
+            access = await load_access(connection, principal_type="api_key", principal_id=row["id"], now=now)
         return KeyPrincipal(
             key_id=row["id"],
             name=row["name"],
-            roles=roles,
-            permissions=permissions_for_roles(roles),
+            access=access,
             expires_at=row["expires_at"],
             last_used_at=row["last_used_at"],
         )
@@ -114,11 +109,4 @@ class KeyAuthenticator:
 
 
 def _replace_last_used(principal: KeyPrincipal, now: datetime) -> KeyPrincipal:
-    return KeyPrincipal(
-        key_id=principal.key_id,
-        name=principal.name,
-        roles=principal.roles,
-        permissions=principal.permissions,
-        expires_at=principal.expires_at,
-        last_used_at=now,
-    )
+    return replace(principal, last_used_at=now)

@@ -77,6 +77,7 @@ def create_key(
 async def _create_key(url: str, name: str, roles: list[str], expires_in_days: int | None) -> str:
     from datetime import timedelta
 
+    from certctl.domain.rbac import global_access
     from certctl.services.api_keys import ApiKeyService
     from certctl.services.audit import Actor
     from certctl.services.context import ServiceContext
@@ -86,7 +87,8 @@ async def _create_key(url: str, name: str, roles: list[str], expires_in_days: in
     engine = make_engine(url, pool_size=1)
     try:
         context = ServiceContext(engine=engine, master_key=_no_master_key(), public_http_url="")
-        actor = Actor(id="admin-cli", name="certctl admin", type="cli")
+        # Shell access to the database is the credential: the offline admin may grant any role.
+        actor = Actor(id="admin-cli", name="certctl admin", type="cli", access=global_access(["admin"]))
         expires = timedelta(days=expires_in_days) if expires_in_days else None
         new = await ApiKeyService(context).create(name=name, roles=roles, expires_in=expires, actor=actor)
         return new.secret

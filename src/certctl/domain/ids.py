@@ -14,6 +14,10 @@ PREFIXES = {
     "team": "team",
     "api_key": "key",
     "audit": "evt",
+    "grant": "grant",
+    "role": "role",
+    "approval": "apr",
+    "policy": "pol",
 }
 
 

@@ -11,13 +11,14 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from certctl.auth.api_keys import KeyAuthenticator, digest, display_prefix, new_secret
+from certctl.auth.principals import custom_roles
 from certctl.domain.ids import new_id
-from certctl.domain.rbac import unknown_roles
+from certctl.domain.rbac import ScopeType, global_access, permissions_for_roles, unknown_roles
 from certctl.errors import Conflict, Forbidden, Gone, NotFound, ValidationFailed
 from certctl.services.audit import Actor, RequestInfo, audit_record
 from certctl.services.context import ServiceContext
 from certctl.store.db import read_only, unit_of_work
-from certctl.store.repositories import audit, rows
+from certctl.store.repositories import audit, grants, rows
 
 
 @dataclass(frozen=True)
@@ -32,15 +33,36 @@ def public_key_view(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "secret_sha256"}
 
 
+def with_grants(row: dict[str, Any], held: list[dict[str, Any]]) -> dict[str, Any]:
+    public = [{k: v for k, v in g.items() if k not in ("principal_type", "principal_id")} for g in held]
+    return public_key_view(row) | {"roles": sorted({g["role"] for g in held}), "grants": public}
+
+
 async def active_admin_count(connection: AsyncConnection, now: datetime) -> int:
-    statement = select(rows.API_KEYS.c.roles, rows.API_KEYS.c.expires_at).where(
-        rows.API_KEYS.c.revoked_at.is_(None)
-    )
-    found = 0
-    for roles, expires_at in (await connection.execute(statement)).all():
-        if "admin" in roles and (expires_at is None or expires_at > now):
-            found += 1
-    return found
+    return len(await grants.live_admin_keys(connection, now=now))
+
+
+def grant_record(
+    *,
+    principal_id: str,
+    role: str,
+    scope: ScopeType,
+    scope_id: str | None,
+    expires_at: datetime | None,
+    granted_by: str,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "id": new_id("grant"),
+        "principal_type": "api_key",
+        "principal_id": principal_id,
+        "role": role,
+        "scope_type": str(scope),
+        "scope_id": scope_id or "",
+        "expires_at": expires_at,
+        "granted_by": granted_by,
+        "created_at": now,
+    }
 
 
 class ApiKeyService:
@@ -58,9 +80,6 @@ class ApiKeyService:
         request: RequestInfo | None = None,
         connection: AsyncConnection | None = None,
     ) -> NewKey:
-        bad = unknown_roles(roles)
-        if bad:
-            raise ValidationFailed(f"unknown role(s): {', '.join(bad)}")
         if not roles:
             raise ValidationFailed("a key needs at least one role")
         now = self._ctx.clock.now()
@@ -70,7 +89,6 @@ class ApiKeyService:
             "name": name,
             "prefix": display_prefix(secret),
             "secret_sha256": digest(secret),
-            "roles": sorted(set(roles)),
             "created_by": actor.name,
             "created_at": now,
             "expires_at": now + expires_in if expires_in else None,
@@ -78,21 +96,47 @@ class ApiKeyService:
             "last_used_at": None,
         }
         if connection is not None:
-            await self._insert(connection, record, actor, request, now)
+            await self._insert(connection, record, sorted(set(roles)), actor, request, now)
         else:
             async with unit_of_work(self._ctx.engine) as uow:
-                await self._insert(uow.connection, record, actor, request, now)
-        return NewKey(key=public_key_view(record), secret=secret)
+                await self._insert(uow.connection, record, sorted(set(roles)), actor, request, now)
+        return NewKey(key=public_key_view(record) | {"roles": sorted(set(roles))}, secret=secret)
 
     async def _insert(
         self,
         connection: AsyncConnection,
         record: dict[str, Any],
+        roles: list[str],
         actor: Actor,
         request: RequestInfo | None,
         now: datetime,
     ) -> None:
+        """The key and one global grant per role; the creator must hold every permission it hands out."""
+        custom = await custom_roles(connection)
+        bad = unknown_roles(roles, custom)
+        if bad:
+            raise ValidationFailed(f"unknown role(s): {', '.join(bad)}")
+        beyond = actor.access.can_grant(
+            permissions_for_roles(roles, custom), scope=ScopeType.GLOBAL, scope_id=None
+        )
+        if beyond:
+            raise Forbidden(f"a key cannot get permissions its creator lacks: {', '.join(beyond)}")
         await rows.add(connection, rows.API_KEYS, record)
+        await grants.add_grants(
+            connection,
+            [
+                grant_record(
+                    principal_id=record["id"],
+                    role=role,
+                    scope=ScopeType.GLOBAL,
+                    scope_id=None,
+                    expires_at=None,
+                    granted_by=actor.name,
+                    now=now,
+                )
+                for role in roles
+            ],
+        )
         await audit.append(
             connection,
             [
@@ -105,7 +149,7 @@ class ApiKeyService:
                     request=request,
                     details={
                         "name": record["name"],
-                        "roles": record["roles"],
+                        "roles": roles,
                         "expires_at": str(record["expires_at"]),
                     },
                 )
@@ -113,18 +157,19 @@ class ApiKeyService:
         )
 
     async def list(self) -> list[dict[str, Any]]:
+        """Every key with its grants (``roles`` lists the roles it holds in any scope)."""
         async with read_only(self._ctx.engine) as connection:
-            return [
-                public_key_view(r)
-                for r in await rows.list_all(connection, rows.API_KEYS, order_by="created_at")
-            ]
+            keys = await rows.list_all(connection, rows.API_KEYS, order_by="created_at")
+            held = await grants.grants_by_principal(connection, principal_type="api_key")
+        return [with_grants(k, held.get(k["id"], [])) for k in keys]
 
     async def get(self, key_id: str) -> dict[str, Any]:
         async with read_only(self._ctx.engine) as connection:
             row = await rows.get(connection, rows.API_KEYS, key_id)
-        if row is None:
-            raise NotFound(f"API key {key_id!r} does not exist")
-        return public_key_view(row)
+            if row is None:
+                raise NotFound(f"API key {key_id!r} does not exist")
+            held = await grants.grants_of(connection, principal_type="api_key", principal_id=key_id)
+        return with_grants(row, held)
 
     async def rotate(self, *, key_id: str, actor: Actor, request: RequestInfo | None = None) -> NewKey:
         """A new secret for the same key id, name, roles and expiry; the old secret stops working."""
@@ -161,7 +206,8 @@ class ApiKeyService:
         now = self._ctx.clock.now()
         async with unit_of_work(self._ctx.engine) as uow:
             row = await self._live(uow.connection, key_id, now)
-            if "admin" in row["roles"] and await active_admin_count(uow.connection, now) <= 1:
+            admins = await grants.live_admin_keys(uow.connection, now=now)
+            if admins == {row["id"]}:
                 raise Conflict("this is the last admin key; create another admin key before revoking it")
             await rows.change(uow.connection, rows.API_KEYS, row["id"], {"revoked_at": now})
             await audit.append(
@@ -200,7 +246,9 @@ class ApiKeyService:
                 raise Gone("bootstrap is closed: an admin key already exists")
             if not hmac.compare_digest(presented_token.encode(), configured_token.encode()):
                 raise Forbidden("the bootstrap token is not valid")
-            actor = Actor(id="bootstrap", name="bootstrap-token", type="bootstrap")
+            actor = Actor(
+                id="bootstrap", name="bootstrap-token", type="bootstrap", access=global_access(["admin"])
+            )
             return await self.create(
                 name=name,
                 roles=["admin"],

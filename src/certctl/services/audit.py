@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from certctl.domain.ids import new_id
+from certctl.domain.rbac import Access, global_access
 from certctl.store.repositories.audit import AuditRecord
 
 SECRET_MARKERS = ("password", "secret", "token", "private_key", "api_key", "authorization", "cookie", "hmac")
@@ -20,16 +21,23 @@ REDACTED = "[redacted]"
 
 @dataclass(frozen=True)
 class Actor:
-    """The authenticated caller (an API key, a dashboard session, or the system itself)."""
+    """The authenticated caller (an API key, a dashboard session, or the system itself) and its grants."""
 
     id: str
     name: str
     type: str
-    roles: tuple[str, ...] = ()
-    permissions: frozenset[str] = frozenset()
+    access: Access = field(default_factory=Access)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return self.access.roles
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        return self.access.permissions
 
 
-SYSTEM = Actor(id="system", name="system", type="system", roles=("admin",))
+SYSTEM = Actor(id="system", name="system", type="system", access=global_access(["admin"]))
 
 
 @dataclass

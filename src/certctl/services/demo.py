@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from certctl.domain.clock import FrozenClock
 from certctl.domain.lifecycle import CertificateSource
+from certctl.domain.rbac import global_access
 from certctl.keys.envelope import MasterKey
 from certctl.pki.builder import Subject
 from certctl.pki.names import NameConstraints
@@ -21,7 +22,7 @@ from certctl.services.issuance import IssueRequest
 from certctl.store.db import unit_of_work
 from certctl.store.repositories import certificates, rows
 
-DEMO = Actor(id="demo", name="demo-seed", type="system", roles=("admin",))
+DEMO = Actor(id="demo", name="demo-seed", type="system", access=global_access(["admin"]))
 SERVICES = (
     "api", "www", "auth", "payments", "checkout", "grafana", "vault", "ldap", "mail", "vpn",
     "registry", "ci", "git", "wiki", "status", "search", "billing", "cdn", "metrics", "kafka",

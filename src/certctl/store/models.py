@@ -182,7 +182,6 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(200))
     prefix: Mapped[str] = mapped_column(String(32))
     secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    roles: Mapped[list[str]] = mapped_column(JSON)
     created_by: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
@@ -229,3 +228,79 @@ class AuditChainHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     chain_hash: Mapped[str] = mapped_column(String(64))
+
+
+class Role(Base):
+    """A custom role (the built-in ones live in code: ``certctl.domain.rbac.BUILTIN_ROLES``)."""
+
+    __tablename__ = "roles"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    permissions: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class RoleGrant(Base):
+    """A role held by a principal, globally or on one profile or issuer, until an optional expiry."""
+
+    __tablename__ = "role_grants"
+    __table_args__ = (
+        UniqueConstraint(
+            "principal_type",
+            "principal_id",
+            "role",
+            "scope_type",
+            "scope_id",
+            name="uq_role_grants_principal_role",
+        ),
+        Index("ix_role_grants_principal", "principal_type", "principal_id"),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    principal_type: Mapped[str] = mapped_column(String(20))
+    principal_id: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(100), index=True)
+    scope_type: Mapped[str] = mapped_column(String(20))
+    scope_id: Mapped[str] = mapped_column(String(40), default="")
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    granted_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Approval(Base):
+    """A four-eyes request: an action held until a different actor approves or rejects it."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (Index("ix_approvals_status_expires_at", "status", "expires_at"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))
+    profile_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    issuer_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    resource_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    summary: Mapped[str] = mapped_column(String(500), default="")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    requested_by: Mapped[str] = mapped_column(String(200))
+    requested_by_id: Mapped[str] = mapped_column(String(64))
+    request_note: Mapped[str] = mapped_column(Text, default="")
+    decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    decided_by_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    decision_note: Mapped[str] = mapped_column(Text, default="")
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Policy(Base):
+    """Issuance rules evaluated before anything is signed; each rule blocks or only warns."""
+
+    __tablename__ = "policies"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    rules: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

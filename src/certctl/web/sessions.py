@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from certctl.auth.api_keys import KeyAuthenticator
+from certctl.auth.principals import load_access
 from certctl.domain.clock import Clock
-from certctl.domain.rbac import permissions_for_roles
 from certctl.services.audit import Actor, RequestInfo, audit_record
 from certctl.services.container import Services
 from certctl.store.db import read_only, unit_of_work
@@ -122,11 +122,7 @@ class SessionStore:
             return None
         token, csrf_token = new_token(), new_token()
         actor = Actor(
-            id=principal.key_id,
-            name=principal.name,
-            type=SESSION_ACTOR_TYPE,
-            roles=principal.roles,
-            permissions=principal.permissions,
+            id=principal.key_id, name=principal.name, type=SESSION_ACTOR_TYPE, access=principal.access
         )
         session = WebSession(
             id_sha256=sha256_hex(token),
@@ -178,7 +174,6 @@ class SessionStore:
             select(
                 rows.SESSIONS,
                 keys.c.name,
-                keys.c.roles,
                 keys.c.revoked_at,
                 keys.c.expires_at.label("key_expires"),
             )
@@ -187,8 +182,11 @@ class SessionStore:
         )
         async with read_only(self._engine) as connection:
             row = (await connection.execute(statement)).mappings().first()
-        if row is None or not hmac.compare_digest(row["id"], hashed):
-            return None
+            if row is None or not hmac.compare_digest(row["id"], hashed):
+                return None
+            access = await load_access(
+                connection, principal_type="api_key", principal_id=row["api_key_id"], now=now
+            )
         key_dead = row["revoked_at"] is not None or (
             row["key_expires"] is not None and row["key_expires"] <= now
         )
@@ -196,14 +194,7 @@ class SessionStore:
             async with unit_of_work(self._engine) as uow:
                 await rows.remove(uow.connection, rows.SESSIONS, hashed)
             return None
-        roles = tuple(row["roles"])
-        actor = Actor(
-            id=row["api_key_id"],
-            name=row["name"],
-            type=SESSION_ACTOR_TYPE,
-            roles=roles,
-            permissions=permissions_for_roles(roles),
-        )
+        actor = Actor(id=row["api_key_id"], name=row["name"], type=SESSION_ACTOR_TYPE, access=access)
         return WebSession(
             id_sha256=hashed,
             csrf_sha256=row["csrf_sha256"],

@@ -7,10 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from certctl.api.deps import PUBLIC, InfoDep, Need, ServicesDep, record_auth_failure
+from certctl.api.deps import PUBLIC, Authenticated, InfoDep, Need, ServicesDep, record_auth_failure
 from certctl.api.schemas import BootstrapRequest, KeyCreate
 from certctl.api.serialize import jsonable
-from certctl.domain.rbac import DEFAULT_ROLES, PERMISSIONS, permissions_for_roles
+from certctl.domain.rbac import PERMISSIONS, is_scopable
 from certctl.errors import Forbidden
 from certctl.services.api_keys import NewKey
 from certctl.services.audit import Actor
@@ -32,9 +32,8 @@ async def create_key(
     body: KeyCreate, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("auth.key.create"))
 ) -> Any:
     expires = timedelta(days=body.expires_in_days) if body.expires_in_days else None
-    beyond = permissions_for_roles(body.roles) - actor.permissions
-    if beyond:
-        raise Forbidden(f"a key cannot get permissions its creator lacks: {', '.join(sorted(beyond))}")
+    if "auth.role.assign" not in actor.access.global_permissions:
+        raise Forbidden("giving a key roles needs the permission 'auth.role.assign'")
     new = await services.api_keys.create(
         name=body.name, roles=body.roles, expires_in=expires, actor=actor, request=info
     )
@@ -48,8 +47,11 @@ async def get_key(key_id: str, services: ServicesDep, actor: Actor = Depends(Nee
 
 @router.post("/keys/{key_id}/rotate")
 async def rotate_key(
-    key_id: str, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("auth.key.rotate"))
+    key_id: str, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("auth.key.rotate_self"))
 ) -> Any:
+    """Rotate one's own key with ``auth.key.rotate_self``; anyone else's needs ``auth.key.rotate``."""
+    if key_id != actor.id and "auth.key.rotate" not in actor.access.global_permissions:
+        raise Forbidden("rotating another principal's key needs the permission 'auth.key.rotate'")
     return _new_key(await services.api_keys.rotate(key_id=key_id, actor=actor, request=info))
 
 
@@ -75,19 +77,32 @@ async def bootstrap(body: BootstrapRequest, request: Request, services: Services
 
 
 @router.get("/auth/me")
-async def me(actor: Actor = Depends(Need("auth.me"))) -> Any:
+async def me(actor: Actor = Depends(Authenticated())) -> Any:
+    """The caller's identity, grants (role, scope, expiry) and effective permissions."""
     return {
         "id": actor.id,
         "name": actor.name,
         "type": actor.type,
         "roles": list(actor.roles),
-        "permissions": sorted(actor.permissions),
+        "grants": [
+            {
+                "role": g.role,
+                "scope": str(g.scope),
+                "scope_id": g.scope_id,
+                "expires_at": jsonable(g.expires_at),
+            }
+            for g in actor.access.grants
+        ],
+        "permissions": sorted(actor.access.global_permissions),
+        "scoped_permissions": sorted(actor.permissions - actor.access.global_permissions),
     }
 
 
 @router.get("/auth/permissions")
-async def permissions(actor: Actor = Depends(Need("auth.me"))) -> Any:
+async def permissions(actor: Actor = Depends(Authenticated())) -> Any:
+    """The permission catalogue (the source of truth for routes, roles and docs)."""
     return {
-        "permissions": [{"name": k, "description": v} for k, v in PERMISSIONS.items()],
-        "roles": {role: sorted(perms) for role, perms in DEFAULT_ROLES.items()},
+        "permissions": [
+            {"name": k, "description": v, "scopable": is_scopable(k)} for k, v in PERMISSIONS.items()
+        ],
     }

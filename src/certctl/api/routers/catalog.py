@@ -42,7 +42,7 @@ async def list_profiles(services: ServicesDep, actor: Actor = Depends(Need("prof
 
 @router.post("/profiles", status_code=201)
 async def create_profile(
-    body: ProfileCreate, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("profile.edit"))
+    body: ProfileCreate, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("profile.create"))
 ) -> Any:
     return jsonable(await services.profiles.create(values=body.model_dump(), actor=actor, request=info))
 
@@ -66,7 +66,7 @@ async def update_profile(
 
 @router.delete("/profiles/{ref}", status_code=204)
 async def delete_profile(
-    ref: str, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("profile.edit"))
+    ref: str, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("profile.delete"))
 ) -> Response:
     await services.profiles.delete(ref=ref, actor=actor, request=info)
     return Response(status_code=204)
@@ -95,7 +95,7 @@ async def issuer_types(actor: Actor = Depends(Need("issuer.read"))) -> Any:
 
 @router.post("/issuers", status_code=201)
 async def create_issuer(
-    body: IssuerCreate, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("issuer.edit"))
+    body: IssuerCreate, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("issuer.create"))
 ) -> Any:
     return jsonable(await services.issuers.create(values=body.model_dump(), actor=actor, request=info))
 
@@ -121,7 +121,7 @@ async def update_issuer(
 
 @router.delete("/issuers/{ref}", status_code=204)
 async def delete_issuer(
-    ref: str, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("issuer.edit"))
+    ref: str, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("issuer.delete"))
 ) -> Response:
     await services.issuers.delete(ref=ref, actor=actor, request=info)
     services.issuer_cache.invalidate()
@@ -158,7 +158,7 @@ async def list_teams(services: ServicesDep, actor: Actor = Depends(Need("team.re
 
 @router.post("/teams", status_code=201)
 async def create_team(
-    body: TeamCreate, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("team.edit"))
+    body: TeamCreate, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("team.create"))
 ) -> Any:
     return jsonable(await services.teams.create(values=body.model_dump(), actor=actor, request=info))
 
@@ -182,7 +182,7 @@ async def update_team(
 
 @router.delete("/teams/{ref}", status_code=204)
 async def delete_team(
-    ref: str, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("team.edit"))
+    ref: str, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("team.delete"))
 ) -> Response:
     await services.teams.delete(ref=ref, actor=actor, request=info)
     return Response(status_code=204)
@@ -209,7 +209,7 @@ async def list_owners(services: ServicesDep, actor: Actor = Depends(Need("owner.
 
 @router.post("/owners", status_code=201)
 async def create_owner(
-    body: OwnerCreate, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("owner.edit"))
+    body: OwnerCreate, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("owner.create"))
 ) -> Any:
     values = await _owner_values(services, body.model_dump())
     return jsonable(await services.owners.create(values=values, actor=actor, request=info))
@@ -237,7 +237,7 @@ async def update_owner(
 
 @router.delete("/owners/{ref}", status_code=204)
 async def delete_owner(
-    ref: str, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("owner.edit"))
+    ref: str, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("owner.delete"))
 ) -> Response:
     await services.owners.delete(ref=ref, actor=actor, request=info)
     return Response(status_code=204)

@@ -1,0 +1,45 @@
+"""Resolve what a principal may do: its live grants, with built-in and custom role definitions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from certctl.domain.rbac import BUILTIN_ROLES, Access, Grant, ScopeType
+from certctl.store.models import Role, RoleGrant, table_of
+
+GRANTS = table_of(RoleGrant)
+ROLES = table_of(Role)
+
+
+async def custom_roles(connection: AsyncConnection) -> dict[str, frozenset[str]]:
+    rows = (await connection.execute(select(ROLES.c.name, ROLES.c.permissions))).all()
+    return {str(name): frozenset(permissions) for name, permissions in rows}
+
+
+async def load_access(
+    connection: AsyncConnection, *, principal_type: str, principal_id: str, now: datetime
+) -> Access:
+    """Live (unexpired) grants of one principal. A grant of a role that no longer exists grants nothing."""
+    statement = select(GRANTS).where(
+        GRANTS.c.principal_type == principal_type, GRANTS.c.principal_id == principal_id
+    )
+    rows = [dict(r) for r in (await connection.execute(statement)).mappings()]
+    needs_custom = any(r["role"] not in BUILTIN_ROLES for r in rows)
+    catalogue = dict(BUILTIN_ROLES) | (await custom_roles(connection) if needs_custom else {})
+    grants = []
+    for row in rows:
+        if row["expires_at"] is not None and row["expires_at"] <= now:
+            continue
+        grants.append(
+            Grant(
+                role=row["role"],
+                permissions=catalogue.get(row["role"], frozenset()),
+                scope=ScopeType(row["scope_type"]),
+                scope_id=row["scope_id"] or None,
+                expires_at=row["expires_at"],
+            )
+        )
+    return Access(tuple(grants))
