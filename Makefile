@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DATA_DIR ?= ./certctl-data
 PYTEST_WORKERS ?= auto
 
-.PHONY: run test lint bench venv clean fmt
+.PHONY: run test lint bench venv clean fmt docs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ lint: $(STAMP)
 fmt: $(STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
+
+docs: $(STAMP)
+	$(BIN)/python -m certctl.domain.rbac_doc > docs/operator/rbac.md
 
 bench: $(STAMP)
 	cd bench && ../$(BIN)/python issuance.py

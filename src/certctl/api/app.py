@@ -11,13 +11,13 @@ from starlette.types import ASGIApp
 from certctl import __version__
 from certctl.api import problems
 from certctl.api.middleware import RequestMiddleware
-from certctl.api.routers import access, audit, cas, catalog, certificates, system
+from certctl.api.routers import access, audit, cas, catalog, certificates, roles, system
 from certctl.errors import NotFound
 from certctl.services.container import Services
 from certctl.store.db import read_only
 from certctl.store.repositories import rows
 
-ROUTERS = tuple(module.router for module in (system, access, certificates, catalog, cas, audit))
+ROUTERS = tuple(module.router for module in (system, access, roles, certificates, catalog, cas, audit))
 """Every router of the HTTPS app; the permission test walks these."""
 
 

@@ -13,6 +13,7 @@ from certctl.domain.ids import new_id
 from certctl.errors import Conflict, NotFound
 from certctl.services.audit import Actor, RequestInfo, audit_record
 from certctl.services.context import ServiceContext
+from certctl.services.visibility import require_on_catalog
 from certctl.store.db import read_only, unit_of_work
 from certctl.store.repositories import audit, rows
 
@@ -28,6 +29,8 @@ class CatalogKind:
     """Column of managed_certificates that points here; delete refuses while certificates use the row."""
     has_updated_at: bool = False
     hidden: tuple[str, ...] = ()
+    scopable: bool = False
+    """Profiles and issuers: grants scoped to one of them decide who sees and changes it."""
 
 
 def _present(kind: CatalogKind, row: dict[str, Any]) -> dict[str, Any]:
@@ -40,16 +43,29 @@ class CatalogService:
         self.kind = kind
         self._prepare = prepare
 
-    async def list(self) -> list[dict[str, Any]]:
+    async def list(self, *, actor: Actor | None = None) -> list[dict[str, Any]]:
+        """Every row, or with an actor only those its grants let it read."""
         async with read_only(self._ctx.engine) as connection:
-            return [_present(self.kind, r) for r in await rows.list_all(connection, self.kind.table)]
+            found = await rows.list_all(connection, self.kind.table)
+        if actor is not None and self.kind.scopable:
+            found = [r for r in found if self._visible(actor, r)]
+        return [_present(self.kind, r) for r in found]
 
-    async def get(self, ref: str) -> dict[str, Any]:
+    async def get(self, ref: str, *, actor: Actor | None = None) -> dict[str, Any]:
         async with read_only(self._ctx.engine) as connection:
             row = await rows.find(connection, self.kind.table, ref)
         if row is None:
             raise NotFound(f"{self.kind.kind} {ref!r} does not exist")
+        self._require(actor, "read", row)
         return _present(self.kind, row)
+
+    def _visible(self, actor: Actor, row: dict[str, Any]) -> bool:
+        scope = {"profile_id": row["id"]} if self.kind.kind == "profile" else {"issuer_id": row["id"]}
+        return actor.access.allows(f"{self.kind.kind}.read", **scope)
+
+    def _require(self, actor: Actor | None, verb: str, row: dict[str, Any]) -> None:
+        if actor is not None and self.kind.scopable:
+            require_on_catalog(actor, f"{self.kind.kind}.{verb}", kind=self.kind.kind, row=row)
 
     async def create(
         self, *, values: dict[str, Any], actor: Actor, request: RequestInfo | None = None
@@ -77,6 +93,7 @@ class CatalogService:
             row = await rows.find(uow.connection, self.kind.table, ref)
             if row is None:
                 raise NotFound(f"{self.kind.kind} {ref!r} does not exist")
+            self._require(actor, "edit", row)
             renamed = "name" in values and values["name"] != row["name"]
             if renamed and await rows.get_by_name(uow.connection, self.kind.table, values["name"]):
                 raise Conflict(f"a {self.kind.kind} named {values['name']!r} already exists")
@@ -103,6 +120,7 @@ class CatalogService:
             row = await rows.find(uow.connection, self.kind.table, ref)
             if row is None:
                 raise NotFound(f"{self.kind.kind} {ref!r} does not exist")
+            self._require(actor, "delete", row)
             if self.kind.referenced_by:
                 used = await rows.certificates_referencing(uow.connection, self.kind.referenced_by, row["id"])
                 if used:
@@ -133,5 +151,7 @@ class CatalogService:
 
 TEAMS = CatalogKind("team", rows.TEAMS, "team_id")
 OWNERS = CatalogKind("owner", rows.OWNERS, "owner_id")
-PROFILES = CatalogKind("profile", rows.PROFILES, "profile_id", has_updated_at=True)
-ISSUERS = CatalogKind("issuer", rows.ISSUERS, "issuer_id", has_updated_at=True, hidden=("secrets_sealed",))
+PROFILES = CatalogKind("profile", rows.PROFILES, "profile_id", has_updated_at=True, scopable=True)
+ISSUERS = CatalogKind(
+    "issuer", rows.ISSUERS, "issuer_id", has_updated_at=True, hidden=("secrets_sealed",), scopable=True
+)

@@ -13,6 +13,7 @@ from certctl.connectors.issuers.base import discover_issuers
 from certctl.domain.clock import Clock, SystemClock
 from certctl.errors import ValidationFailed
 from certctl.keys.envelope import MasterKey
+from certctl.services.access_control import AccessControlService
 from certctl.services.api_keys import ApiKeyService
 from certctl.services.ca_material import CaMaterialCache
 from certctl.services.cas import CaService
@@ -28,6 +29,7 @@ from certctl.store.repositories import rows
 class Services:
     context: ServiceContext
     authenticator: KeyAuthenticator
+    access: AccessControlService
     api_keys: ApiKeyService
     cas: CaService
     issuance: IssuanceService
@@ -93,6 +95,7 @@ def build_services(
     return Services(
         context=context,
         authenticator=authenticator,
+        access=AccessControlService(context, on_change=authenticator.forget),
         api_keys=ApiKeyService(context, authenticator),
         cas=CaService(context, ca_cache),
         issuance=IssuanceService(context, ca_cache, profile_cache, issuer_cache),

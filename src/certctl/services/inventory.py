@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import builtins
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 from cryptography import x509
@@ -16,6 +17,7 @@ from certctl.pki.keys import PrivateKey, load_private_key_pem
 from certctl.services.audit import Actor, RequestInfo, audit_record
 from certctl.services.context import ServiceContext
 from certctl.services.issuance import public_version, version_key_aad
+from certctl.services.visibility import require_on_certificate
 from certctl.store.db import read_only, unit_of_work
 from certctl.store.repositories import audit, certificates, rows
 from certctl.store.repositories.certificates import CertificateQuery
@@ -34,26 +36,43 @@ class InventoryService:
     def __init__(self, context: ServiceContext) -> None:
         self._ctx = context
 
-    async def list(self, query: CertificateQuery) -> tuple[builtins.list[dict[str, Any]], str | None]:
+    async def list(
+        self, query: CertificateQuery, *, actor: Actor
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
+        """One page of what the actor may read (scoped grants filter the rows, not just single gets)."""
+        scope = actor.access.scope_for("cert.read")
+        if scope.nothing:
+            return [], None
         async with read_only(self._ctx.engine) as connection:
-            return await certificates.list_certificates(connection, query)
+            return await certificates.list_certificates(connection, replace(query, scope=scope))
 
-    async def get(self, ref: str) -> dict[str, Any]:
+    async def get(self, ref: str, *, actor: Actor) -> dict[str, Any]:
         async with read_only(self._ctx.engine) as connection:
-            row = await _find(connection, ref)
+            row = await _find(connection, ref, actor, "cert.read")
             version = None
             if row["current_version_id"]:
                 version = await certificates.get_version(connection, row["current_version_id"])
         return row | {"current_version": public_version(version) if version else None}
 
-    async def versions(self, ref: str) -> builtins.list[dict[str, Any]]:
+    async def versions(self, ref: str, *, actor: Actor) -> builtins.list[dict[str, Any]]:
         async with read_only(self._ctx.engine) as connection:
-            row = await _find(connection, ref)
+            row = await _find(connection, ref, actor, "cert.read")
             return [public_version(v) for v in await certificates.versions_of(connection, row["id"])]
 
-    async def stats(self) -> dict[str, int]:
+    async def overview(
+        self, *, actor: Actor, weeks_ahead: int = 13
+    ) -> tuple[dict[str, int], builtins.list[Any]]:
+        """Counts by status and upcoming expiries of what the actor may read."""
+        scope = actor.access.scope_for("cert.read")
+        if scope.nothing:
+            return {}, []
+        now = self._ctx.clock.now()
         async with read_only(self._ctx.engine) as connection:
-            return await certificates.count_by_status(connection)
+            by_status = await certificates.count_by_status(connection, scope)
+            upcoming = await certificates.expiry_histogram(
+                connection, now=now, until=now + timedelta(weeks=weeks_ahead), scope=scope
+            )
+        return by_status, upcoming
 
     async def update(
         self, *, ref: str, values: dict[str, Any], actor: Actor, request: RequestInfo | None = None
@@ -63,7 +82,7 @@ class InventoryService:
             raise ValidationFailed(f"fields {', '.join(sorted(unknown))} cannot be changed")
         now = self._ctx.clock.now()
         async with unit_of_work(self._ctx.engine) as uow:
-            row = await _find(uow.connection, ref)
+            row = await _find(uow.connection, ref, actor, "cert.edit")
             if row["status"] == CertificateStatus.ARCHIVED:
                 raise Conflict(f"certificate {row['name']!r} is archived")
             await _check_references(uow.connection, values)
@@ -94,7 +113,7 @@ class InventoryService:
     async def archive(self, *, ref: str, actor: Actor, request: RequestInfo | None = None) -> dict[str, Any]:
         now = self._ctx.clock.now()
         async with unit_of_work(self._ctx.engine) as uow:
-            row = await _find(uow.connection, ref)
+            row = await _find(uow.connection, ref, actor, "cert.delete")
             if row["status"] == CertificateStatus.ARCHIVED:
                 return row
             changes = {"status": str(CertificateStatus.ARCHIVED), "auto_renew": False, "updated_at": now}
@@ -127,7 +146,7 @@ class InventoryService:
     ) -> Export:
         now = self._ctx.clock.now()
         async with unit_of_work(self._ctx.engine) as uow:
-            row = await _find(uow.connection, ref)
+            row = await _find(uow.connection, ref, actor, "cert.export" if include_key else "cert.read")
             if not row["current_version_id"]:
                 raise Conflict(f"certificate {row['name']!r} has no issued version yet")
             version = await certificates.get_version(uow.connection, row["current_version_id"])
@@ -179,10 +198,11 @@ class InventoryService:
         raise ValidationFailed(f"unknown export format {fmt!r}; use pem or pkcs12")
 
 
-async def _find(connection: Any, ref: str) -> dict[str, Any]:
+async def _find(connection: Any, ref: str, actor: Actor, permission: str) -> dict[str, Any]:
     row = await certificates.get(connection, ref) or await certificates.get_by_name(connection, ref)
     if row is None:
         raise NotFound(f"certificate {ref!r} does not exist")
+    require_on_certificate(actor, permission, row)
     return row
 
 

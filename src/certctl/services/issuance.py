@@ -42,6 +42,7 @@ from certctl.services.ca_material import CaMaterial, CaMaterialCache, require_is
 from certctl.services.context import ServiceContext
 from certctl.services.lookups import RowCache
 from certctl.services.profiles import profile_from_row
+from certctl.services.visibility import require_on_certificate, require_to_issue
 from certctl.store.db import read_only, unit_of_work
 from certctl.store.group_commit import GroupCommitter
 from certctl.store.repositories import audit, certificates
@@ -122,6 +123,7 @@ class IssuanceService:
         """Check and sign outside any transaction, then store through the group committer."""
         now = self._ctx.clock.now()
         profile_row, issuer_row, ca = await self._resolve(request.profile, request.issuer)
+        require_to_issue(actor, "cert.issue", profile=profile_row, issuer=issuer_row)
         profile = profile_from_row(profile_row)
         subject = self._subject(profile, request)
         validity = request.validity or profile.default_ttl
@@ -187,6 +189,7 @@ class IssuanceService:
             )
             if current is None:
                 raise NotFound(f"certificate {certificate_ref!r} does not exist")
+            require_on_certificate(actor, "cert.renew", current)
             if current["status"] in (CertificateStatus.ARCHIVED, CertificateStatus.REVOKED):
                 raise Conflict(
                     f"certificate {current['name']!r} is {current['status']} and cannot be renewed"

@@ -8,7 +8,6 @@ without a session is sent to ``/login``, a session without the permission sees a
 from __future__ import annotations
 
 import hmac
-from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -18,8 +17,6 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from certctl.errors import NotFound, ValidationFailed
 from certctl.services.audit import RequestInfo
 from certctl.services.container import Services
-from certctl.store.db import read_only
-from certctl.store.repositories import certificates
 from certctl.store.repositories.certificates import CertificateQuery
 from certctl.web import sessions
 from certctl.web.pages import (
@@ -223,14 +220,10 @@ class Dashboard:
             return session
         context = self.services.context
         now = context.clock.now()
-        async with read_only(context.engine) as connection:
-            by_status = await certificates.count_by_status(connection)
-            upcoming = await certificates.expiry_histogram(
-                connection, now=now, until=now + timedelta(weeks=13)
-            )
+        by_status, upcoming = await self.services.inventory.overview(actor=session.actor)
         issuer_names, profile_names = await self.catalog_names()
         recent, _ = await self.services.inventory.list(
-            CertificateQuery(sort="created_at", descending=True, limit=8)
+            CertificateQuery(sort="created_at", descending=True, limit=8), actor=session.actor
         )
         timeline = build_timeline(
             expired=by_status.get("Expired", 0),
@@ -259,11 +252,11 @@ class Dashboard:
         filters = ListFilters.from_params(request.query_params)
         notice = None
         try:
-            items, next_cursor = await self.services.inventory.list(filters.query())
+            items, next_cursor = await self.services.inventory.list(filters.query(), actor=session.actor)
         except ValidationFailed:
             notice = "That page link is no longer valid; showing the first page."
             filters = ListFilters.from_params({**request.query_params, "cursor": ""})
-            items, next_cursor = await self.services.inventory.list(filters.query())
+            items, next_cursor = await self.services.inventory.list(filters.query(), actor=session.actor)
         issuers, profiles = await self.services.issuers.list(), await self.services.profiles.list()
         context: dict[str, Any] = {
             "filters": filters,
@@ -293,8 +286,8 @@ class Dashboard:
         if isinstance(session, Response):
             return session
         try:
-            certificate = await self.services.inventory.get(ref)
-            versions = await self.services.inventory.versions(ref)
+            certificate = await self.services.inventory.get(ref, actor=session.actor)
+            versions = await self.services.inventory.versions(ref, actor=session.actor)
         except NotFound:
             return await self.error(request, session, 404, "Not found", f"There is no certificate {ref!r}.")
         issuer_names, profile_names = await self.catalog_names()

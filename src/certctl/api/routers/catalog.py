@@ -37,7 +37,7 @@ def _no_nulls(values: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/profiles")
 async def list_profiles(services: ServicesDep, actor: Actor = Depends(Need("profile.read"))) -> Any:
-    return {"items": jsonable(await services.profiles.list())}
+    return {"items": jsonable(await services.profiles.list(actor=actor))}
 
 
 @router.post("/profiles", status_code=201)
@@ -49,7 +49,7 @@ async def create_profile(
 
 @router.get("/profiles/{ref}")
 async def get_profile(ref: str, services: ServicesDep, actor: Actor = Depends(Need("profile.read"))) -> Any:
-    return jsonable(await services.profiles.get(ref))
+    return jsonable(await services.profiles.get(ref, actor=actor))
 
 
 @router.patch("/profiles/{ref}")
@@ -74,7 +74,7 @@ async def delete_profile(
 
 @router.get("/issuers")
 async def list_issuers(services: ServicesDep, actor: Actor = Depends(Need("issuer.read"))) -> Any:
-    return {"items": jsonable(await services.issuers.list())}
+    return {"items": jsonable(await services.issuers.list(actor=actor))}
 
 
 @router.get("/issuer-types")
@@ -102,7 +102,7 @@ async def create_issuer(
 
 @router.get("/issuers/{ref}")
 async def get_issuer(ref: str, services: ServicesDep, actor: Actor = Depends(Need("issuer.read"))) -> Any:
-    return jsonable(await services.issuers.get(ref))
+    return jsonable(await services.issuers.get(ref, actor=actor))
 
 
 @router.patch("/issuers/{ref}")
@@ -131,7 +131,7 @@ async def delete_issuer(
 @router.post("/issuers/{ref}/test")
 async def check_issuer(ref: str, services: ServicesDep, actor: Actor = Depends(Need("issuer.edit"))) -> Any:
     """Check that the issuer can sign right now (for ``local``: the CA exists, is active and has its key)."""
-    issuer = await services.issuers.get(ref)
+    issuer = await services.issuers.get(ref, actor=actor)
     checks: list[dict[str, Any]] = []
     ok = bool(issuer["enabled"])
     checks.append({"check": "enabled", "ok": ok})

@@ -80,7 +80,7 @@ async def list_certificates(
         cursor=cursor,
         limit=limit,
     )
-    items, next_cursor = await services.inventory.list(query)
+    items, next_cursor = await services.inventory.list(query, actor=actor)
     return {"items": jsonable(items), "next_cursor": next_cursor}
 
 
@@ -120,7 +120,7 @@ async def create_certificate(
 
 @router.get("/{ref}")
 async def get_certificate(ref: str, services: ServicesDep, actor: Actor = Depends(Need("cert.read"))) -> Any:
-    return jsonable(await services.inventory.get(ref))
+    return jsonable(await services.inventory.get(ref, actor=actor))
 
 
 @router.patch("/{ref}")
@@ -153,7 +153,7 @@ async def archive_certificate(
 async def certificate_versions(
     ref: str, services: ServicesDep, actor: Actor = Depends(Need("cert.read"))
 ) -> Any:
-    return {"items": jsonable(await services.inventory.versions(ref))}
+    return {"items": jsonable(await services.inventory.versions(ref, actor=actor))}
 
 
 @router.post("/{ref}/renew")

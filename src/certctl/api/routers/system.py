@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response
@@ -12,7 +11,6 @@ from certctl.api.deps import PUBLIC, Need, ServicesDep
 from certctl.observability.metrics import render_metrics
 from certctl.services.audit import Actor
 from certctl.store.db import read_only
-from certctl.store.repositories import certificates
 
 router = APIRouter(tags=["system"])
 
@@ -41,10 +39,9 @@ async def metrics(actor: Actor = Depends(Need("metrics.read"))) -> Response:
 
 @router.get("/api/v1/stats")
 async def stats(services: ServicesDep, actor: Actor = Depends(Need("stats.read"))) -> Any:
+    """Counts by status and expiries per week for 13 weeks, over the certificates the caller may read."""
     now = services.context.clock.now()
-    async with read_only(services.context.engine) as connection:
-        by_status = await certificates.count_by_status(connection)
-        upcoming = await certificates.expiry_histogram(connection, now=now, until=now + timedelta(days=90))
+    by_status, upcoming = await services.inventory.overview(actor=actor)
     weeks = [0] * 13
     for not_after in upcoming:
         weeks[min(12, (not_after - now).days // 7)] += 1

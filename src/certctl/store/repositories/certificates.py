@@ -16,6 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningInsert
 
+from certctl.domain.rbac import ScopeFilter
 from certctl.errors import ValidationFailed
 from certctl.store.models import CertificateVersion, ManagedCertificate, table_of
 
@@ -42,6 +43,18 @@ class CertificateQuery:
     descending: bool = False
     cursor: str | None = None
     limit: int = 50
+    scope: ScopeFilter | None = None
+    """Rows the caller may see (scoped grants); None means no restriction."""
+
+
+def scope_condition(scope: ScopeFilter | None) -> ColumnElement[bool] | None:
+    """SQL for "under one of these profiles or issuers"; None when the scope is everything."""
+    if scope is None or scope.everything:
+        return None
+    return or_(
+        CERTS.c.profile_id.in_(sorted(scope.profile_ids)),
+        CERTS.c.issuer_id.in_(sorted(scope.issuer_ids)),
+    )
 
 
 def encode_cursor(sort_value: Any, row_id: str) -> str:
@@ -88,6 +101,9 @@ def _filters(query: CertificateQuery) -> list[ColumnElement[bool]]:
         conditions.append(CERTS.c.not_after < query.expires_before)
     if query.expires_after is not None:
         conditions.append(CERTS.c.not_after >= query.expires_after)
+    scoped = scope_condition(query.scope)
+    if scoped is not None:
+        conditions.append(scoped)
     return conditions
 
 
@@ -172,12 +188,17 @@ async def get_version(connection: AsyncConnection, version_id: str) -> dict[str,
     return dict(row) if row else None
 
 
-async def count_by_status(connection: AsyncConnection) -> dict[str, int]:
+async def count_by_status(connection: AsyncConnection, scope: ScopeFilter | None = None) -> dict[str, int]:
     statement = select(CERTS.c.status, func.count()).group_by(CERTS.c.status)
+    scoped = scope_condition(scope)
+    if scoped is not None:
+        statement = statement.where(scoped)
     return {str(status): int(n) for status, n in (await connection.execute(statement)).all()}
 
 
-async def expiry_histogram(connection: AsyncConnection, *, now: datetime, until: datetime) -> list[datetime]:
+async def expiry_histogram(
+    connection: AsyncConnection, *, now: datetime, until: datetime, scope: ScopeFilter | None = None
+) -> list[datetime]:
     """notAfter of every live certificate expiring between now and until (for the dashboard timeline)."""
     statement = select(CERTS.c.not_after).where(
         CERTS.c.not_after.is_not(None),
@@ -185,6 +206,9 @@ async def expiry_histogram(connection: AsyncConnection, *, now: datetime, until:
         CERTS.c.not_after < until,
         CERTS.c.status.not_in(["Archived", "Revoked"]),
     )
+    scoped = scope_condition(scope)
+    if scoped is not None:
+        statement = statement.where(scoped)
     return [row[0] for row in (await connection.execute(statement)).all()]
 
 
