@@ -36,7 +36,7 @@ docs: $(STAMP)
 	$(BIN)/python -m certctl.domain.rbac_doc > docs/operator/rbac.md
 
 bench: $(STAMP)
-	cd bench && ../$(BIN)/python issuance.py
+	cd bench && ../$(BIN)/python issuance.py && ../$(BIN)/python authz.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
