@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from certctl.cli.resources import audit, cas, catalog, certs, keys, profiles
+from certctl.cli.resources import audit, cas, catalog, certs, keys, profiles, roles
 
 __all__ = ["register"]
 
@@ -23,5 +23,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(catalog.teams, name="teams")
     app.add_typer(catalog.owners, name="owners")
     app.add_typer(keys.app, name="keys")
+    app.add_typer(roles.app, name="roles")
     app.add_typer(audit.app, name="audit")
     app.command("whoami")(keys.whoami)
