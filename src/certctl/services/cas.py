@@ -8,6 +8,8 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from certctl.domain.ids import new_id
 from certctl.domain.lifecycle import CaStatus
@@ -273,9 +275,7 @@ def _basic_constraints(certificate: x509.Certificate) -> x509.BasicConstraints |
         return None
 
 
-async def _by_fingerprint(connection: Any, fingerprint: str) -> bool:
-    from sqlalchemy import select
-
+async def _by_fingerprint(connection: AsyncConnection, fingerprint: str) -> bool:
     found = await connection.execute(
         select(rows.CAS.c.id).where(rows.CAS.c.fingerprint_sha256 == fingerprint).limit(1)
     )
