@@ -48,6 +48,12 @@ class PolicyViolation(CertctlError):
     title = "The request breaks the certificate profile"
 
 
+class PolicyBlocked(PolicyViolation):
+    """Refused by an issuance policy (same problem type; ``violations`` names each broken rule)."""
+
+    title = "The request breaks an issuance policy"
+
+
 class NameConstraintViolation(CertctlError):
     status = 422
     problem = "name-constraint-violation"

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     session_ttl_seconds: int = Field(default=8 * 3600, ge=60)
     expiring_threshold_days: int = Field(default=30, ge=1)
+    approval_ttl_hours: int = Field(default=72, ge=1, le=24 * 365)
+    crl_keep_expired: bool = Field(default=False, description="Keep expired certificates on CRLs.")
 
     @field_validator("bootstrap_token")
     @classmethod

@@ -296,3 +296,40 @@ def test_static_files_are_served_and_pages_stay_out_of_the_api_schema(api: ApiHa
     assert api.client.get("/static/..%2Fsessions.py").status_code == 404
     paths = api.client.get("/api/v1/openapi.json").json()["paths"]
     assert not any(p in paths for p in ("/", "/login", "/logout", "/dashboard", "/certificates"))
+
+
+def test_the_approvals_page_lists_pending_requests_first_then_decisions(api: ApiHarness) -> None:
+    gated = {"name": "gated", "rules": {"requires_approval": True}}
+    assert api.post("/api/v1/profiles", json=gated).status_code == 201
+    approver = api.post("/api/v1/keys", json={"name": "approver", "roles": ["admin"]}).json()["secret"]
+    held_ids = []
+    for name in ("first.example.com", "second.example.com"):
+        body = {"name": name, "issuer": "local", "profile": "gated", "common_name": name}
+        response = api.post("/api/v1/certificates", json=body)
+        assert response.status_code == 202, response.text
+        held_ids.append(response.json()["approval"]["id"])
+    rejected = api.post(f"/api/v1/approvals/{held_ids[0]}/reject", key=approver, json={"note": "not ours"})
+    assert rejected.status_code == 200
+
+    assert sign_in(api, api.key_for("viewer")).status_code == 303
+    page = api.client.get("/approvals")
+    assert page.status_code == 200
+    assert page.headers["content-security-policy"] == CSP
+    assert "<script>" not in page.text and "style=" not in page.text
+    assert '<a href="/approvals" aria-current="page">Approvals</a>' in page.text
+    pending, decided = page.text.split('id="decided-approvals"')
+    assert held_ids[1] in pending and held_ids[0] not in pending
+    assert "second.example.com" in pending and "test-admin" in pending and "Issue certificate" in pending
+    assert "status-pending" in pending
+    assert held_ids[0] in decided and "not ours" in decided and "approver" in decided
+    assert "status-revoked" in decided and ">rejected<" in decided
+    assert 'href="/approvals"' in api.client.get("/dashboard").text
+
+    role = {"name": "cert-reader", "permissions": ["cert.read"]}
+    assert api.post("/api/v1/auth/roles", json=role).status_code == 201
+    reader = api.post("/api/v1/keys", json={"name": "reader", "roles": ["cert-reader"]}).json()["secret"]
+    api.client.cookies.clear()
+    assert sign_in(api, reader).status_code == 303
+    refused = api.client.get("/approvals")
+    assert refused.status_code == 403 and "approval.read" in refused.text
+    assert 'href="/approvals"' not in api.client.get("/dashboard").text

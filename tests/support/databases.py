@@ -3,6 +3,8 @@ that is migrated once per xdist worker."""
 
 from __future__ import annotations
 
+import atexit
+import os
 import secrets
 from pathlib import Path
 
@@ -31,12 +33,13 @@ def database_url_for(kind: str, tmp_path: Path, pg_url: str | None, *, worker: s
         return url
     assert pg_url is not None
     base = make_url(pg_url).set(drivername="postgresql+psycopg")
-    template = f"certctl_tpl_{worker}"
     if worker not in _templates:
-        _execute(pg_url, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+        template = f"certctl_tpl_{worker}_{os.getpid()}"
         _execute(pg_url, f'CREATE DATABASE "{template}"')
         migrate(base.set(database=template).render_as_string(hide_password=False))
         _templates[worker] = template
+        atexit.register(_execute, pg_url, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+    template = _templates[worker]
     name = f"certctl_t_{secrets.token_hex(6)}"
     _execute(pg_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     return base.set(database=name).render_as_string(hide_password=False)

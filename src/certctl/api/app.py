@@ -11,13 +11,28 @@ from starlette.types import ASGIApp
 from certctl import __version__
 from certctl.api import problems
 from certctl.api.middleware import RequestMiddleware
-from certctl.api.routers import access, audit, cas, catalog, certificates, roles, system
+from certctl.api.routers import (
+    access,
+    approvals,
+    audit,
+    cas,
+    catalog,
+    certificates,
+    policies,
+    revocation,
+    roles,
+    system,
+)
 from certctl.errors import NotFound
+from certctl.protocols.crl.http import install as install_crl_routes
 from certctl.services.container import Services
 from certctl.store.db import read_only
 from certctl.store.repositories import rows
 
-ROUTERS = tuple(module.router for module in (system, access, roles, certificates, catalog, cas, audit))
+ROUTERS = tuple(
+    module.router
+    for module in (system, access, roles, certificates, revocation, approvals, catalog, cas, policies, audit)
+)
 """Every router of the HTTPS app; the permission test walks these."""
 
 
@@ -69,6 +84,8 @@ def create_public_app(services: Services) -> ASGIApp:
 
 
 def _mount_public(app: FastAPI, services: Services) -> None:
+    install_crl_routes(app, services)
+
     @app.get("/ca/{ca_file}", include_in_schema=False)
     async def ca_certificate(ca_file: str) -> Response:
         """AIA caIssuers: the issuing CA certificate in DER (``.crt``) or PEM (``.pem``)."""

@@ -162,6 +162,15 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
         Column("RESOURCE", lambda item: f"{text(item.get('resource_type'))}/{text(item.get('resource_id'))}"),
         field("OUTCOME", "outcome"),
     ),
+    "approval": (
+        ID,
+        field("STATUS", "status"),
+        field("KIND", "kind"),
+        field("REQUESTED BY", "requested_by"),
+        field("SUMMARY", "summary"),
+        field("EXPIRES", "expires_at", when),
+        field("DECIDED BY", "decided_by"),
+    ),
     "check": (
         field("CHECK", "check"),
         field("OK", "ok"),

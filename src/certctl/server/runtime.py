@@ -34,6 +34,7 @@ from certctl.store.repositories import audit, certificates
 log = logging.getLogger("certctl.server")
 SEAL_INTERVAL = 0.5
 STATUS_REFRESH_EVERY = 10  # seal ticks: statuses are refreshed every 5 s
+CRL_CHECK_EVERY = 120  # seal ticks: CRLs that are stale or past half their validity are reissued every 60 s
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ def services_for(settings: Settings, master_key: MasterKey, *, pool_size: int = 
         master_key=master_key,
         public_http_url=settings.resolved_public_http_url,
         expiring_within=timedelta(days=settings.expiring_threshold_days),
+        approval_ttl=timedelta(hours=settings.approval_ttl_hours),
+        crl_keep_expired=settings.crl_keep_expired,
     )
 
 
@@ -90,6 +93,9 @@ async def maintenance_loop(services: Services) -> None:
                     await certificates.refresh_statuses(
                         uow.connection, now=now, expiring_from=now + services.context.expiring_within
                     )
+                await services.approvals.expire_due()
+            if tick % CRL_CHECK_EVERY == 1:
+                await services.crls.refresh_due()
         except Exception:  # keep serving; the next tick retries
             log.warning("maintenance tick failed; retrying", exc_info=True)
 

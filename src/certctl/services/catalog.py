@@ -86,8 +86,15 @@ class CatalogService:
         return _present(self.kind, record)
 
     async def update(
-        self, *, ref: str, values: dict[str, Any], actor: Actor, request: RequestInfo | None = None
+        self,
+        *,
+        ref: str,
+        values: dict[str, Any],
+        actor: Actor,
+        request: RequestInfo | None = None,
+        details: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """``details`` go into the audit row too (an approved change names its approval and approver)."""
         now = self._ctx.clock.now()
         async with unit_of_work(self._ctx.engine) as uow:
             row = await rows.find(uow.connection, self.kind.table, ref)
@@ -111,11 +118,18 @@ class CatalogService:
                     row["id"],
                     actor,
                     request,
-                    {"fields": sorted(set(changed) - {"updated_at"})},
+                    {"fields": sorted(set(changed) - {"updated_at"})} | (details or {}),
                 )
         return _present(self.kind, record)
 
-    async def delete(self, *, ref: str, actor: Actor, request: RequestInfo | None = None) -> None:
+    async def delete(
+        self,
+        *,
+        ref: str,
+        actor: Actor,
+        request: RequestInfo | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         async with unit_of_work(self._ctx.engine) as uow:
             row = await rows.find(uow.connection, self.kind.table, ref)
             if row is None:
@@ -126,7 +140,9 @@ class CatalogService:
                 if used:
                     raise Conflict(f"{self.kind.kind} {row['name']!r} is used by {used} certificate(s)")
             await rows.remove(uow.connection, self.kind.table, row["id"])
-            await self._audit(uow.connection, "delete", row["id"], actor, request, {"name": row["name"]})
+            await self._audit(
+                uow.connection, "delete", row["id"], actor, request, {"name": row["name"]} | (details or {})
+            )
 
     async def _audit(
         self,

@@ -11,17 +11,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from certctl.auth.api_keys import KeyAuthenticator
 from certctl.connectors.issuers.base import discover_issuers
 from certctl.domain.clock import Clock, SystemClock
+from certctl.domain.revocation import CrlSchedule
 from certctl.errors import ValidationFailed
 from certctl.keys.envelope import MasterKey
 from certctl.services.access_control import AccessControlService
 from certctl.services.api_keys import ApiKeyService
+from certctl.services.approvals import ApprovalService
 from certctl.services.ca_material import CaMaterialCache
 from certctl.services.cas import CaService
 from certctl.services.catalog import ISSUERS, OWNERS, PROFILES, TEAMS, CatalogService
 from certctl.services.context import ServiceContext
+from certctl.services.crls import CrlService
+from certctl.services.holds import approval_tier_guard
 from certctl.services.inventory import InventoryService
 from certctl.services.issuance import IssuanceService
 from certctl.services.lookups import RowCache
+from certctl.services.policies import PolicyService
+from certctl.services.revocation import RevocationService
 from certctl.store.repositories import rows
 
 
@@ -33,19 +39,24 @@ class Services:
     api_keys: ApiKeyService
     cas: CaService
     issuance: IssuanceService
+    approvals: ApprovalService
     inventory: InventoryService
     teams: CatalogService
     owners: CatalogService
     profiles: CatalogService
     issuers: CatalogService
+    policies: PolicyService
     profile_cache: RowCache
     issuer_cache: RowCache
     ca_cache: CaMaterialCache
+    crls: CrlService
+    revocation: RevocationService
 
     def invalidate_caches(self) -> None:
         self.profile_cache.invalidate()
         self.issuer_cache.invalidate()
         self.ca_cache.invalidate()
+        self.policies.cache.invalidate()
 
 
 def build_services(
@@ -56,6 +67,8 @@ def build_services(
     clock: Clock | None = None,
     expiring_within: timedelta = timedelta(days=30),
     cache_ttl_seconds: float = 5.0,
+    approval_ttl: timedelta = timedelta(hours=72),
+    crl_keep_expired: bool = False,
 ) -> Services:
     context = ServiceContext(
         engine=engine,
@@ -64,6 +77,7 @@ def build_services(
         clock=clock or SystemClock(),
         expiring_within=expiring_within,
         cache_ttl_seconds=cache_ttl_seconds,
+        approval_ttl=approval_ttl,
     )
     authenticator = KeyAuthenticator(engine)
     ca_cache = CaMaterialCache(master_key, cache_ttl_seconds)
@@ -88,23 +102,33 @@ def build_services(
         issuer_cache.invalidate()
         return record | {"options": options.model_dump()}
 
+    policies = PolicyService(context)
+
     async def on_profile_change(_connection: AsyncConnection, record: dict[str, Any]) -> dict[str, Any]:
         profile_cache.invalidate()
         return record
 
+    crls = CrlService(context, ca_cache, CrlSchedule(keep_expired=crl_keep_expired))
+    issuance = IssuanceService(context, ca_cache, profile_cache, issuer_cache, policies=policies)
     return Services(
         context=context,
         authenticator=authenticator,
         access=AccessControlService(context, on_change=authenticator.forget),
         api_keys=ApiKeyService(context, authenticator),
         cas=CaService(context, ca_cache),
-        issuance=IssuanceService(context, ca_cache, profile_cache, issuer_cache),
+        issuance=issuance,
+        approvals=ApprovalService(
+            context, issuance=issuance, profiles=CatalogService(context, PROFILES, prepare=on_profile_change)
+        ),
         inventory=InventoryService(context),
         teams=CatalogService(context, TEAMS),
         owners=CatalogService(context, OWNERS),
-        profiles=CatalogService(context, PROFILES, prepare=on_profile_change),
+        profiles=CatalogService(context, PROFILES, prepare=approval_tier_guard(on_profile_change)),
         issuers=CatalogService(context, ISSUERS, prepare=check_issuer),
+        policies=policies,
         profile_cache=profile_cache,
         issuer_cache=issuer_cache,
         ca_cache=ca_cache,
+        crls=crls,
+        revocation=RevocationService(context, crls),
     )

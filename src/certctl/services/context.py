@@ -19,3 +19,5 @@ class ServiceContext:
     clock: Clock = field(default_factory=SystemClock)
     expiring_within: timedelta = timedelta(days=30)
     cache_ttl_seconds: float = 5.0
+    approval_ttl: timedelta = timedelta(hours=72)
+    """How long a request held for four-eyes approval stays decidable."""

@@ -18,7 +18,7 @@ from certctl.pki.names import NameConstraints
 from certctl.services.audit import Actor
 from certctl.services.cas import NewCa
 from certctl.services.container import Services, build_services
-from certctl.services.issuance import IssueRequest
+from certctl.services.issuance import Issued, IssueRequest
 from certctl.store.db import unit_of_work
 from certctl.store.repositories import certificates, rows
 
@@ -139,9 +139,10 @@ async def seed_demo(
             ),
             actor=DEMO,
         )
-        await _history(
-            services, issued.certificate, clock, now, renew_every=_renew_every(profile), index=index
-        )
+        if isinstance(issued, Issued):  # demo profiles do not require approval: nothing is held
+            await _history(
+                services, issued.certificate, clock, now, renew_every=_renew_every(profile), index=index
+            )
     clock.at = now
     async with unit_of_work(engine) as uow:
         await certificates.refresh_statuses(uow.connection, now=now, expiring_from=now + timedelta(days=30))

@@ -40,7 +40,10 @@ from certctl.pki.names import check_names, match_san_pattern
 from certctl.services.audit import Actor, RequestInfo, audit_record
 from certctl.services.ca_material import CaMaterial, CaMaterialCache, require_issuing
 from certctl.services.context import ServiceContext
+from certctl.services.holds import Approved, Held, approval_details, hold_issue, hold_renewal
 from certctl.services.lookups import RowCache
+from certctl.services.policies import PolicyService
+from certctl.services.policy_facts import policy_facts
 from certctl.services.profiles import profile_from_row
 from certctl.services.visibility import require_on_certificate, require_to_issue
 from certctl.store.db import read_only, unit_of_work
@@ -110,17 +113,28 @@ class IssuanceService:
         ca_cache: CaMaterialCache,
         profiles: RowCache,
         issuers: RowCache,
+        *,
+        policies: PolicyService,
     ) -> None:
         self._ctx = context
         self._cas = ca_cache
         self._profiles = profiles
         self._issuers = issuers
+        self._policies = policies
         self._writer: GroupCommitter[NewCertificate, None] = GroupCommitter(
             context.engine, store_new_certificates
         )
 
-    async def issue(self, *, request: IssueRequest, actor: Actor, info: RequestInfo | None = None) -> Issued:
-        """Check and sign outside any transaction, then store through the group committer."""
+    async def issue(
+        self,
+        *,
+        request: IssueRequest,
+        actor: Actor,
+        info: RequestInfo | None = None,
+        approved: Approved | None = None,
+    ) -> Issued | Held:
+        """Check and sign outside any transaction, then store through the group committer. Under a profile
+        that requires approval the checked request is held instead, unless this runs an approved one."""
         now = self._ctx.clock.now()
         profile_row, issuer_row, ca = await self._resolve(request.profile, request.issuer)
         require_to_issue(actor, "cert.issue", profile=profile_row, issuer=issuer_row)
@@ -129,6 +143,18 @@ class IssuanceService:
         validity = request.validity or profile.default_ttl
         ekus = request.ekus if request.ekus is not None else profile.default_ekus
         self._check(profile, ca, subject, validity, ekus)
+        facts = policy_facts(request, subject, validity, issuer_row, profile_row)
+        warned = await self._policies.enforce(facts, actor=actor, request=info)
+        if profile.requires_approval and approved is None:
+            return await hold_issue(
+                self._ctx,
+                request=request,
+                names=subject.dns_names + subject.ip_addresses,
+                profile_row=profile_row,
+                issuer_row=issuer_row,
+                actor=actor,
+                info=info,
+            )
         version, _ = self._sign(ca, subject, now, validity, ekus, profile, new_id("certificate"))
         certificate_id = version["certificate_id"]
         status = status_for_validity(
@@ -166,6 +192,8 @@ class IssuanceService:
                 "issuer": issuer_row["name"],
                 "profile": profile_row["name"],
                 "server_keygen": subject.private_key is not None,
+                "policy_warnings": [outcome.as_dict() for outcome in warned],
+                **approval_details(approved),
             },
         )
         await self._writer.submit(NewCertificate(certificate=record, version=version, event=event))
@@ -179,8 +207,10 @@ class IssuanceService:
         csr_pem: str | None,
         actor: Actor,
         info: RequestInfo | None = None,
-    ) -> Issued:
-        """Issue a new version now, with the same names, profile and issuer."""
+        approved: Approved | None = None,
+    ) -> Issued | Held:
+        """Issue a new version now, with the same names, profile and issuer (or hold the renewal, in the
+        same transaction, when the profile requires approval and this is not an approved run)."""
         now = self._ctx.clock.now()
         async with unit_of_work(self._ctx.engine) as uow:
             connection = uow.connection
@@ -228,6 +258,18 @@ class IssuanceService:
                 validity = min(previous["not_after"] - previous["not_before"] - BACKDATE, profile.max_ttl)
             ekus = profile.default_ekus
             self._check(profile, ca, subject, validity, ekus)
+            facts = policy_facts(request, subject, validity, issuer_row, profile_row, record=current)
+            warned = await self._policies.enforce(facts, actor=actor, request=info, connection=connection)
+            if profile.requires_approval and approved is None:
+                return await hold_renewal(
+                    connection,
+                    self._ctx,
+                    certificate=current,
+                    csr_pem=csr_pem,
+                    profile_row=profile_row,
+                    actor=actor,
+                    info=info,
+                )
             version, _ = self._sign(ca, subject, now, validity, ekus, profile, current["id"])
             status = status_for_validity(
                 not_after=version["not_after"], now=now, expiring_within=self._ctx.expiring_within
@@ -253,6 +295,8 @@ class IssuanceService:
                         details={
                             "serial": version["serial"],
                             "previous_version": current["current_version_id"],
+                            "policy_warnings": [outcome.as_dict() for outcome in warned],
+                            **approval_details(approved),
                         },
                     )
                 ],

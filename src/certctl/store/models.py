@@ -155,7 +155,10 @@ class ManagedCertificate(Base):
 
 class CertificateVersion(Base):
     __tablename__ = "certificate_versions"
-    __table_args__ = (UniqueConstraint("issuer_ca_id", "serial", name="uq_certificate_versions_ca_serial"),)
+    __table_args__ = (
+        UniqueConstraint("issuer_ca_id", "serial", name="uq_certificate_versions_ca_serial"),
+        Index("ix_certificate_versions_ca_revoked_at", "issuer_ca_id", "revoked_at"),
+    )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     certificate_id: Mapped[str] = mapped_column(
         ForeignKey("managed_certificates.id", ondelete="CASCADE"), index=True
@@ -173,6 +176,7 @@ class CertificateVersion(Base):
     key_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     revocation_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    invalidity_date: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
@@ -303,4 +307,27 @@ class Policy(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     rules: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CrlState(Base):
+    """Per issuing CA: the CRL number sequence, the latest full and delta CRL (DER, served as is), the
+    base the deltas refer to, and whether a revocation since then awaits a new CRL (RFC 5280 §5.2.3)."""
+
+    __tablename__ = "crl_state"
+    ca_id: Mapped[str] = mapped_column(
+        ForeignKey("certificate_authorities.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_number: Mapped[int] = mapped_column(BigInteger, default=0)
+    full_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    full_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    full_this_update: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    full_next_update: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    delta_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    delta_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    delta_this_update: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    delta_next_update: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    base_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    base_this_update: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    stale_since: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -19,6 +19,7 @@ from certctl.services.audit import RequestInfo
 from certctl.services.container import Services
 from certctl.store.repositories.certificates import CertificateQuery
 from certctl.web import sessions
+from certctl.web.approvals import ApprovalsPage
 from certctl.web.pages import (
     STATUSES,
     ListFilters,
@@ -34,7 +35,7 @@ from certctl.web.sessions import WebSession
 CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
 PAGE_HEADERS = {"Content-Security-Policy": CSP, "Cache-Control": "no-store", "Vary": "Cookie, HX-Request"}
 READ = "cert.read"
-NEXT_ALLOWED = ("/dashboard", "/certificates")
+NEXT_ALLOWED = ("/dashboard", "/certificates", "/approvals")
 FORM_LIMIT = 16_384
 
 
@@ -49,6 +50,7 @@ def install(app: FastAPI, services: Services) -> None:
         ("/dashboard", dashboard.overview, ["GET"]),
         ("/certificates", dashboard.certificate_list, ["GET"]),
         ("/certificates/{ref}", dashboard.certificate_detail, ["GET"]),
+        ("/approvals", ApprovalsPage(dashboard).show, ["GET"]),
         ("/static/{name}", dashboard.static, ["GET"]),
     ):
         app.add_api_route(path, endpoint, methods=methods, include_in_schema=False)

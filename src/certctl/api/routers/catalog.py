@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Response
 
 from certctl.api.deps import InfoDep, Need, ServicesDep
+from certctl.api.routers.approvals import HELD, held_response
 from certctl.api.schemas import (
     IssuerCreate,
     IssuerUpdate,
@@ -52,7 +53,7 @@ async def get_profile(ref: str, services: ServicesDep, actor: Actor = Depends(Ne
     return jsonable(await services.profiles.get(ref, actor=actor))
 
 
-@router.patch("/profiles/{ref}")
+@router.patch("/profiles/{ref}", responses=HELD)
 async def update_profile(
     ref: str,
     body: ProfileUpdate,
@@ -61,13 +62,19 @@ async def update_profile(
     actor: Actor = Depends(Need("profile.edit")),
 ) -> Any:
     values = _no_nulls(body.model_dump(exclude_unset=True))
+    held = await services.approvals.hold_profile_change(ref=ref, values=values, actor=actor, info=info)
+    if held is not None:
+        return held_response(held)
     return jsonable(await services.profiles.update(ref=ref, values=values, actor=actor, request=info))
 
 
-@router.delete("/profiles/{ref}", status_code=204)
+@router.delete("/profiles/{ref}", status_code=204, responses=HELD)
 async def delete_profile(
     ref: str, services: ServicesDep, info: InfoDep, actor: Actor = Depends(Need("profile.delete"))
 ) -> Response:
+    held = await services.approvals.hold_profile_delete(ref=ref, actor=actor, info=info)
+    if held is not None:
+        return held_response(held)
     await services.profiles.delete(ref=ref, actor=actor, request=info)
     return Response(status_code=204)
 

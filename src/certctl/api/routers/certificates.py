@@ -8,10 +8,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Response
 
 from certctl.api.deps import InfoDep, Need, ServicesDep
+from certctl.api.routers.approvals import HELD, held_response
 from certctl.api.schemas import CertificateCreate, CertificateUpdate, ExportRequest, RenewRequest
 from certctl.api.serialize import jsonable
 from certctl.errors import ValidationFailed
 from certctl.services.audit import Actor
+from certctl.services.holds import Held
 from certctl.services.issuance import Issued, IssueRequest
 from certctl.store.db import read_only
 from certctl.store.repositories import rows
@@ -20,7 +22,9 @@ from certctl.store.repositories.certificates import CertificateQuery
 router = APIRouter(prefix="/api/v1/certificates", tags=["certificates"])
 
 
-def _issued(issued: Issued) -> dict[str, Any]:
+def _issued(issued: Issued | Held) -> Any:
+    if isinstance(issued, Held):
+        return held_response(issued)
     body: dict[str, Any] = jsonable(issued.certificate) | {"current_version": jsonable(issued.version)}
     if issued.private_key_pem is not None:
         body["private_key_pem"] = issued.private_key_pem
@@ -84,13 +88,13 @@ async def list_certificates(
     return {"items": jsonable(items), "next_cursor": next_cursor}
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=HELD)
 async def create_certificate(
     body: CertificateCreate,
     services: ServicesDep,
     info: InfoDep,
     actor: Actor = Depends(Need("cert.issue")),
-) -> dict[str, Any]:
+) -> Any:
     if body.validity_days is not None and body.validity_seconds is not None:
         raise ValidationFailed("give validity_days or validity_seconds, not both")
     validity = None
@@ -156,14 +160,14 @@ async def certificate_versions(
     return {"items": jsonable(await services.inventory.versions(ref, actor=actor))}
 
 
-@router.post("/{ref}/renew")
+@router.post("/{ref}/renew", responses=HELD)
 async def renew_certificate(
     ref: str,
     services: ServicesDep,
     info: InfoDep,
     body: RenewRequest | None = None,
     actor: Actor = Depends(Need("cert.renew")),
-) -> dict[str, Any]:
+) -> Any:
     issued = await services.issuance.renew(
         certificate_ref=ref, csr_pem=body.csr if body else None, actor=actor, info=info
     )

@@ -9,20 +9,34 @@ from __future__ import annotations
 
 import typer
 
-from certctl.cli.resources import audit, cas, catalog, certs, keys, profiles, roles
+from certctl.cli.resources import (
+    approvals,
+    audit,
+    cas,
+    catalog,
+    certs,
+    keys,
+    policies,
+    profiles,
+    revocation,
+    roles,
+)
 
 __all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
     """Attach every resource command group to ``app``."""
+    revocation.attach(certs.app)
     app.add_typer(certs.app, name="certs")
     app.add_typer(catalog.issuers, name="issuers")
     app.add_typer(profiles.app, name="profiles")
+    app.add_typer(policies.app, name="policies")
     app.add_typer(cas.app, name="cas")
     app.add_typer(catalog.teams, name="teams")
     app.add_typer(catalog.owners, name="owners")
     app.add_typer(keys.app, name="keys")
     app.add_typer(roles.app, name="roles")
+    app.add_typer(approvals.app, name="approvals")
     app.add_typer(audit.app, name="audit")
     app.command("whoami")(keys.whoami)

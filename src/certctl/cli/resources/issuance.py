@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 
 from certctl.cli.client import api_path
 from certctl.cli.output import note, print_detail
+from certctl.cli.resources.approvals import is_held, show_held
 from certctl.cli.resources.common import Api, UsageError, api_command, parse_pairs
 from certctl.cli.resources.files import STDOUT, check_writable, read_pem, remove_quietly, write_file
 from certctl.pki.csr import build_csr
@@ -99,6 +100,9 @@ def _deliver(
     api: Api, answer: dict[str, Any], *, ref: str, key_out: str | None, cert_out: str | None
 ) -> None:
     """Write the key and certificate where asked, then show the certificate (stderr if stdout holds PEM)."""
+    if is_held(answer):
+        show_held(api, answer, server_key_for=ref if key_out is not None else None)
+        return
     key_pem = answer.pop("private_key_pem", None)
     version = answer.get("current_version") or {}
     pem_on_stdout = False

@@ -14,6 +14,7 @@ import typer
 
 from certctl.cli.client import api_path
 from certctl.cli.output import note
+from certctl.cli.resources.approvals import is_held, show_held
 from certctl.cli.resources.common import Api, UsageError, api_command
 from certctl.cli.resources.files import read_json_object
 
@@ -165,12 +166,19 @@ def update_profile(
         )
     if not body:
         raise UsageError("nothing to change; pass at least one option (see --help)")
-    api.show(api.client.patch(api_path("profiles", ref), body))
+    answer = api.client.patch(api_path("profiles", ref), body)
+    if is_held(answer):
+        show_held(api, answer)
+        return
+    api.show(answer)
 
 
 @app.command("delete")
 @api_command
 def delete_profile(api: Api, ref: Ref) -> None:
     """Delete a profile that no certificate uses."""
-    api.client.delete(api_path("profiles", ref))
+    answer = api.client.delete(api_path("profiles", ref))
+    if is_held(answer):
+        show_held(api, answer)
+        return
     note(f"deleted profile {ref}")
