@@ -16,7 +16,7 @@ from certctl.pki.export import to_pkcs12
 from certctl.pki.keys import PrivateKey, load_private_key_pem
 from certctl.services.audit import Actor, RequestInfo, audit_record
 from certctl.services.context import ServiceContext
-from certctl.services.issuance import public_version, version_key_aad
+from certctl.services.issuance_store import public_version, version_key_aad
 from certctl.services.visibility import require_on_certificate
 from certctl.store.db import read_only, unit_of_work
 from certctl.store.repositories import audit, certificates, rows

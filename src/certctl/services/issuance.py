@@ -3,14 +3,9 @@ constraints, sign, and store certificate, version and audit row in one transacti
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-
-from cryptography.hazmat.primitives import serialization
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from certctl.connectors.issuers.base import IssuanceRequest
 from certctl.connectors.issuers.local import LocalIssuer, LocalIssuerOptions
@@ -19,21 +14,15 @@ from certctl.domain.ids import new_id
 from certctl.domain.lifecycle import CertificateStatus, status_for_validity
 from certctl.domain.profiles import Profile
 from certctl.errors import (
-    BadCsr,
     Conflict,
     NameConstraintViolation,
     NotFound,
     PolicyViolation,
     ValidationFailed,
 )
-from certctl.pki.csr import ParsedCsr, parse_csr
-from certctl.pki.errors import CsrError, PkiError
+from certctl.pki.errors import PkiError
 from certctl.pki.export import cert_pem, fingerprint_sha256
 from certctl.pki.keys import (
-    KeyInfo,
-    PrivateKey,
-    describe_public_key,
-    generate_private_key,
     private_key_to_pem,
 )
 from certctl.pki.names import check_names, match_san_pattern
@@ -41,6 +30,13 @@ from certctl.services.audit import Actor, RequestInfo, audit_record
 from certctl.services.ca_material import CaMaterial, CaMaterialCache, require_issuing
 from certctl.services.context import ServiceContext
 from certctl.services.holds import Approved, Held, approval_details, hold_issue, hold_renewal
+from certctl.services.issuance_store import (
+    NewCertificate,
+    public_version,
+    store_new_certificates,
+    version_key_aad,
+)
+from certctl.services.issuance_subject import RequestedSubject, key_type_of, requested_subject
 from certctl.services.lookups import RowCache
 from certctl.services.policies import PolicyService
 from certctl.services.policy_facts import policy_facts
@@ -49,7 +45,6 @@ from certctl.services.visibility import require_on_certificate, require_to_issue
 from certctl.store.db import read_only, unit_of_work
 from certctl.store.group_commit import GroupCommitter
 from certctl.store.repositories import audit, certificates
-from certctl.store.repositories.audit import AuditRecord
 
 BACKDATE = timedelta(minutes=1)
 
@@ -78,32 +73,6 @@ class Issued:
     certificate: dict[str, Any]
     version: dict[str, Any]
     private_key_pem: str | None
-
-
-@dataclass(frozen=True)
-class _Subject:
-    common_name: str | None
-    dns_names: tuple[str, ...]
-    ip_addresses: tuple[str, ...]
-    key_info: KeyInfo
-    public_key: Any
-    private_key: PrivateKey | None
-    csr_pem: str | None
-
-
-def split_sans(sans: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """DNS names and IP addresses from one list, normalised (lower-case names, canonical IPs)."""
-    dns: list[str] = []
-    ips: list[str] = []
-    for value in sans:
-        text = value.strip()
-        try:
-            ips.append(str(ipaddress.ip_address(text)))
-        except ValueError:
-            if not text or len(text) > 253 or any(c.isspace() for c in text):
-                raise ValidationFailed(f"{value!r} is not a DNS name or IP address") from None
-            dns.append(text.lower().rstrip("."))
-    return tuple(dict.fromkeys(dns)), tuple(dict.fromkeys(ips))
 
 
 class IssuanceService:
@@ -139,7 +108,7 @@ class IssuanceService:
         profile_row, issuer_row, ca = await self._resolve(request.profile, request.issuer)
         require_to_issue(actor, "cert.issue", profile=profile_row, issuer=issuer_row)
         profile = profile_from_row(profile_row)
-        subject = self._subject(profile, request)
+        subject = requested_subject(profile, request)
         validity = request.validity or profile.default_ttl
         ekus = request.ekus if request.ekus is not None else profile.default_ekus
         self._check(profile, ca, subject, validity, ekus)
@@ -198,7 +167,7 @@ class IssuanceService:
         )
         await self._writer.submit(NewCertificate(certificate=record, version=version, event=event))
         key_pem = private_key_to_pem(subject.private_key).decode() if subject.private_key else None
-        return Issued(certificate=record, version=_public_version(version), private_key_pem=key_pem)
+        return Issued(certificate=record, version=public_version(version), private_key_pem=key_pem)
 
     async def renew(
         self,
@@ -239,7 +208,7 @@ class IssuanceService:
             ):
                 csr_pem = previous["csr_pem"]
             if csr_pem is None:
-                key_type = _key_type_of(previous)
+                key_type = key_type_of(previous)
             request = IssueRequest(
                 name=current["name"],
                 issuer=issuer_row["id"],
@@ -249,7 +218,7 @@ class IssuanceService:
                 common_name=current["common_name"] or None,
                 sans=tuple(current["sans"]),
             )
-            subject = self._subject(profile, request, names_from_record=True)
+            subject = requested_subject(profile, request, names_from_record=True)
             ca = await self._cas.load(connection, _ca_ref(issuer_row))
             if not issuer_row["enabled"]:
                 raise Conflict(f"issuer {issuer_row['name']!r} is disabled")
@@ -302,58 +271,7 @@ class IssuanceService:
                 ],
             )
         key_pem = private_key_to_pem(subject.private_key).decode() if subject.private_key else None
-        return Issued(
-            certificate=current | changes, version=_public_version(version), private_key_pem=key_pem
-        )
-
-    def _subject(
-        self, profile: Profile, request: IssueRequest, *, names_from_record: bool = False
-    ) -> _Subject:
-        dns_names, ip_addresses = split_sans(request.sans)
-        if request.csr_pem is not None:
-            try:
-                parsed: ParsedCsr = parse_csr(request.csr_pem)
-            except CsrError as exc:
-                raise BadCsr(exc.message) from exc
-            csr_dns, csr_ips = parsed.dns_names, parsed.ip_addresses
-            if parsed.common_name and parsed.common_name.lower() not in csr_dns and not csr_ips:
-                csr_dns = (parsed.common_name.lower(), *csr_dns)
-            asked = not names_from_record and (dns_names or ip_addresses)
-            if asked and (set(dns_names) != set(csr_dns) or set(ip_addresses) != set(csr_ips)):
-                raise BadCsr("the names in the request differ from the names in the CSR")
-            if names_from_record:
-                csr_dns, csr_ips = dns_names or csr_dns, ip_addresses or csr_ips
-            return _Subject(
-                common_name=parsed.common_name or request.common_name,
-                dns_names=csr_dns,
-                ip_addresses=csr_ips,
-                key_info=parsed.key,
-                public_key=parsed.public_key,
-                private_key=None,
-                csr_pem=parsed.csr.public_bytes(serialization.Encoding.PEM).decode(),
-            )
-        if not profile.allow_server_keygen:
-            raise PolicyViolation(
-                f"profile {profile.name!r} requires a CSR: server-side key generation is off"
-            )
-        common_name = request.common_name
-        if common_name and not dns_names and not ip_addresses:
-            dns_names = (common_name.lower(),)
-        key_type = request.key_type or _default_key_type(profile)
-        try:
-            private_key = generate_private_key(key_type)
-        except PkiError as exc:
-            raise ValidationFailed(exc.message) from exc
-        public_key = private_key.public_key()
-        return _Subject(
-            common_name=common_name,
-            dns_names=dns_names,
-            ip_addresses=ip_addresses,
-            key_info=describe_public_key(public_key),
-            public_key=public_key,
-            private_key=private_key,
-            csr_pem=None,
-        )
+        return Issued(certificate=current | changes, version=public_version(version), private_key_pem=key_pem)
 
     async def _resolve(
         self, profile_ref: str, issuer_ref: str
@@ -379,7 +297,7 @@ class IssuanceService:
         self,
         profile: Profile,
         ca: CaMaterial,
-        subject: _Subject,
+        subject: RequestedSubject,
         validity: timedelta,
         ekus: tuple[str, ...],
     ) -> None:
@@ -409,7 +327,7 @@ class IssuanceService:
     def _sign(
         self,
         ca: CaMaterial,
-        subject: _Subject,
+        subject: RequestedSubject,
         now: Any,
         validity: timedelta,
         ekus: tuple[str, ...],
@@ -470,65 +388,7 @@ class IssuanceService:
         return version, certificate
 
 
-@dataclass(frozen=True)
-class NewCertificate:
-    certificate: dict[str, Any]
-    version: dict[str, Any]
-    event: AuditRecord
-
-
-async def store_new_certificates(
-    connection: AsyncConnection, batch: Sequence[NewCertificate]
-) -> list[BaseException | None]:
-    """One transaction for a whole batch: certificates (duplicate names refused one by one), their
-    versions and their audit rows."""
-    inserted = await certificates.insert_certificates_skipping_taken_names(
-        connection, [item.certificate for item in batch]
-    )
-    stored = [item for item in batch if item.certificate["id"] in inserted]
-    await certificates.insert_versions(connection, [item.version for item in stored])
-    await audit.append(connection, [item.event for item in stored])
-    return [
-        None
-        if item.certificate["id"] in inserted
-        else Conflict(f"a certificate named {item.certificate['name']!r} already exists")
-        for item in batch
-    ]
-
-
 def _ca_ref(issuer_row: dict[str, Any]) -> str:
     if issuer_row["type"] != LocalIssuer.type_name:
         raise ValidationFailed(f"issuer type {issuer_row['type']!r} cannot issue here")
     return LocalIssuerOptions.model_validate(issuer_row["options"]).ca
-
-
-def version_key_aad(version_id: str) -> bytes:
-    return f"version-key:{version_id}".encode()
-
-
-def _public_version(version: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in version.items() if k != "key_sealed"} | {
-        "has_key": version["key_sealed"] is not None
-    }
-
-
-def _default_key_type(profile: Profile) -> str:
-    if "ECDSA" in profile.allowed_key_algorithms:
-        return "ecdsa-p384" if profile.min_ecdsa_bits > 256 else "ecdsa-p256"
-    if "RSA" in profile.allowed_key_algorithms:
-        return f"rsa-{max(2048, profile.min_rsa_bits)}"
-    return "ed25519"
-
-
-def _key_type_of(version: dict[str, Any] | None) -> str | None:
-    if version is None:
-        return None
-    algorithm, size = version["key_algorithm"], version["key_size"]
-    if algorithm == "ECDSA":
-        return f"ecdsa-p{size}"
-    if algorithm == "RSA":
-        return f"rsa-{size}"
-    return "ed25519"
-
-
-public_version = _public_version

@@ -1,0 +1,49 @@
+"""Storing new certificates through the group committer, and the stored version's public view."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from certctl.errors import Conflict
+from certctl.store.repositories import audit, certificates
+from certctl.store.repositories.audit import AuditRecord
+
+
+@dataclass(frozen=True)
+class NewCertificate:
+    certificate: dict[str, Any]
+    version: dict[str, Any]
+    event: AuditRecord
+
+
+async def store_new_certificates(
+    connection: AsyncConnection, batch: Sequence[NewCertificate]
+) -> list[BaseException | None]:
+    """One transaction for a whole batch: certificates (duplicate names refused one by one), their
+    versions and their audit rows."""
+    inserted = await certificates.insert_certificates_skipping_taken_names(
+        connection, [item.certificate for item in batch]
+    )
+    stored = [item for item in batch if item.certificate["id"] in inserted]
+    await certificates.insert_versions(connection, [item.version for item in stored])
+    await audit.append(connection, [item.event for item in stored])
+    return [
+        None
+        if item.certificate["id"] in inserted
+        else Conflict(f"a certificate named {item.certificate['name']!r} already exists")
+        for item in batch
+    ]
+
+
+def version_key_aad(version_id: str) -> bytes:
+    return f"version-key:{version_id}".encode()
+
+
+def public_version(version: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in version.items() if k != "key_sealed"} | {
+        "has_key": version["key_sealed"] is not None
+    }
