@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from cryptography import x509
 from sqlalchemy import func, select
 
+from certctl.services.crls import CrlService
 from certctl.store.models import AuditEvent, CertificateVersion, CrlState
 from support.apps import ApiHarness
 from support.seed import DEFAULT_RULES
@@ -284,8 +286,14 @@ def test_bulk_revoke_by_filter_pages_and_resumes(api: ApiHarness) -> None:
 
 
 def test_periodic_job_publishes_for_every_signing_ca_and_clears_stale(api: ApiHarness) -> None:
-    done = api.run(api.services.crls.refresh_due)
-    assert set(done) == {api.seeded["root"]["id"], api.seeded["issuing"]["id"]}
+    crls = api.services.crls
+
+    async def two_replicas_at_once() -> list[str]:
+        first, second = await asyncio.gather(crls.refresh_due(), crls.refresh_due())
+        return first + second
+
+    done = api.run(two_replicas_at_once)
+    assert sorted(done) == sorted([api.seeded["root"]["id"], api.seeded["issuing"]["id"]])
     assert api.run(api.services.crls.refresh_due) == []
 
     async def states() -> list[Any]:
@@ -295,3 +303,13 @@ def test_periodic_job_publishes_for_every_signing_ca_and_clears_stale(api: ApiHa
     assert api.run(states) == [None, None]
     root_crl = fetch_crl(api, api.seeded["root"]["id"])
     assert len(root_crl) == 0
+
+
+def test_a_crl_published_by_another_worker_is_served_after_the_cache_window(api: ApiHarness) -> None:
+    ca_id = api.seeded["issuing"]["id"]
+    first = fetch_crl(api, ca_id).extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    other_worker = CrlService(api.services.context, api.services.ca_cache, api.services.crls.schedule)
+    full, _ = api.run(lambda: other_worker.regenerate(ca_id))
+    assert full.number > first
+    served = fetch_crl(api, ca_id).extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    assert served == full.number

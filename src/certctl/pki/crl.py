@@ -113,8 +113,10 @@ def _extension(oid: str, value: bytes, *, critical: bool = False) -> bytes:
 
 _REASON_CODE_OID = "2.5.29.21"
 _INVALIDITY_DATE_OID = "2.5.29.24"
-_REASON_EXTENSIONS = {code: _extension(_REASON_CODE_OID, bytes((0x0A, 1, code))) for code in range(11)}
-"""reasonCode (§5.3.1), ENUMERATED, pre-encoded once per code."""
+_REASON_EXTENSIONS = {
+    code: _extension(_REASON_CODE_OID, bytes((0x0A, 1, code))) for code in range(11) if code != 7
+}
+"""reasonCode (§5.3.1), ENUMERATED, pre-encoded once per code (7 is unused by the RFC)."""
 _REASON_SEQUENCES = {code: _tlv(0x30, extension) for code, extension in _REASON_EXTENSIONS.items()}
 _INVALIDITY_PREFIX = b"\x30\x18" + _oid(_INVALIDITY_DATE_OID)
 """SEQUENCE of 24 octets: the 5-octet OID, then OCTET STRING { GeneralizedTime } of 2 + 17."""
@@ -131,8 +133,12 @@ def encode_revoked_certificates(entries: Iterable[RevokedEntry]) -> bytes:
     out = bytearray()
     times: dict[datetime, bytes] = {}
     for serial, revoked_at, reason, invalidity_date in entries:
-        if serial <= 0:
-            raise PkiError(f"certificate serial numbers are positive (RFC 5280 §4.1.2.2), not {serial}")
+        if serial <= 0 or serial.bit_length() > 1000:
+            raise PkiError(
+                f"certificate serial numbers are positive and short (RFC 5280 §4.1.2.2), not {serial}"
+            )
+        if reason and reason not in _REASON_EXTENSIONS:
+            raise PkiError(f"{reason} is not a CRLReason code (RFC 5280 §5.3.1)")
         serial_octets = serial.to_bytes((serial.bit_length() + 8) // 8, "big")
         encoded_time = times.get(revoked_at)
         if encoded_time is None:

@@ -14,6 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from certctl.domain.revocation import CrlSchedule, RevocationReason
 from certctl.errors import CertctlError, Conflict, NotFound
@@ -51,6 +52,22 @@ class CrlService:
 
     async def regenerate(self, ca_id: str) -> tuple[PublishedCrl, PublishedCrl]:
         """Sign and store a new full and delta CRL for the CA; clears its pending-revocation mark."""
+        published = await self._publish(ca_id, only_if_owed=False)
+        assert published is not None
+        return published
+
+    def owed(self, state: dict[str, Any] | None, now: datetime) -> bool:
+        """Never published, revocations pending, or older than half its validity."""
+        return (
+            state is None
+            or state["full_this_update"] is None
+            or state["stale_since"] is not None
+            or self.schedule.due(this_update=state["full_this_update"], now=now)
+        )
+
+    async def _publish(self, ca_id: str, *, only_if_owed: bool) -> tuple[PublishedCrl, PublishedCrl] | None:
+        """``only_if_owed`` re-checks under the row lock, so replicas running the schedule at the same
+        moment publish once, not once each."""
         now = self._ctx.clock.now().replace(microsecond=0)
         schedule = self.schedule
         async with unit_of_work(self._ctx.engine) as uow:
@@ -58,6 +75,8 @@ class CrlService:
             if ca.key is None:
                 raise Conflict(f"CA {ca.name!r} has no private key here; it cannot sign CRLs")
             state = await revocations.claim(uow.connection, ca.id, at=now)
+            if only_if_owed and not self.owed(state, now):
+                return None
             full_number = int(state["last_number"]) + 1
             base_number, base_this_update = state["base_number"], state["base_this_update"]
             if base_number is None or schedule.base_due(base_this_update=base_this_update, now=now):
@@ -122,32 +141,32 @@ class CrlService:
         for ca in cas:
             if ca["key_sealed"] is None:
                 continue
-            state = states.get(ca["id"])
-            owed = (
-                state is None
-                or state["full_this_update"] is None
-                or state["stale_since"] is not None
-                or self.schedule.due(this_update=state["full_this_update"], now=now)
-            )
-            if not owed:
+            if not self.owed(states.get(ca["id"]), now):
                 continue
             try:
-                await self.regenerate(ca["id"])
+                published = await self._publish(ca["id"], only_if_owed=True)
             except CertctlError as exc:
                 log.warning("could not publish a CRL for CA %s: %s", ca["id"], exc.message)
                 continue
-            done.append(ca["id"])
+            if published is not None:
+                done.append(ca["id"])
         return done
 
     async def current(self, ca_id: str, *, delta: bool = False) -> PublishedCrl:
-        """The CRL to serve: from memory for a few seconds, else the stored one, else a new one (a CA's
-        first fetch, or a stored CRL past its nextUpdate because no leader ran the schedule)."""
+        """The CRL to serve: from memory for a few seconds, then from memory again while the stored CRL
+        numbers are unchanged (one small read, not megabytes of DER), else the stored one, else a new one
+        (a CA's first fetch, or a stored CRL past its nextUpdate because no leader ran the schedule)."""
         now = self._ctx.clock.now()
         cached = self._published.get(ca_id)
         fresh = cached is not None and time.monotonic() - cached[0] < self._ctx.cache_ttl_seconds
         if cached is not None and fresh and cached[1].next_update > now:
             return cached[2] if delta else cached[1]
         async with read_only(self._ctx.engine) as connection:
+            numbers = await revocations.published_numbers(connection, ca_id)
+            unchanged = cached is not None and numbers == (cached[1].number, cached[2].number)
+            if cached is not None and unchanged and cached[1].next_update > now:
+                self._published[ca_id] = (time.monotonic(), cached[1], cached[2])
+                return cached[2] if delta else cached[1]
             state = await revocations.get(connection, ca_id)
         if state is None or state["full_der"] is None or state["full_next_update"] <= now:
             if state is None and await self._unknown(ca_id):

@@ -138,6 +138,10 @@ def test_refuses_what_cannot_be_a_crl() -> None:
     with pytest.raises(PkiError):
         encode_revoked_certificates([RevokedEntry(0, NOW)])
     with pytest.raises(PkiError):
+        encode_revoked_certificates([RevokedEntry(1 << 1000, NOW)])
+    with pytest.raises(PkiError):
+        encode_revoked_certificates([RevokedEntry(1, NOW, 7)])
+    with pytest.raises(PkiError):
         encode_revoked_certificates([RevokedEntry(1, datetime(2026, 1, 1))])
 
 

@@ -106,6 +106,15 @@ async def get(connection: AsyncConnection, ca_id: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
+async def published_numbers(connection: AsyncConnection, ca_id: str) -> tuple[int, int] | None:
+    """(full, delta) CRL numbers stored for the CA, without the DER; None before the first CRL."""
+    statement = select(CRL_STATE.c.full_number, CRL_STATE.c.delta_number).where(CRL_STATE.c.ca_id == ca_id)
+    row = (await connection.execute(statement)).first()
+    if row is None or row.full_number is None or row.delta_number is None:
+        return None
+    return int(row.full_number), int(row.delta_number)
+
+
 async def all_states(connection: AsyncConnection) -> list[dict[str, Any]]:
     """Every CA's schedule fields (no DER): what the periodic job looks at."""
     columns = (CRL_STATE.c.ca_id, CRL_STATE.c.full_this_update, CRL_STATE.c.stale_since)
