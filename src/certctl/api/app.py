@@ -18,6 +18,7 @@ from certctl.api.routers import (
     cas,
     catalog,
     certificates,
+    jobs,
     policies,
     revocation,
     roles,
@@ -29,10 +30,8 @@ from certctl.services.container import Services
 from certctl.store.db import read_only
 from certctl.store.repositories import rows
 
-ROUTERS = tuple(
-    module.router
-    for module in (system, access, roles, certificates, revocation, approvals, catalog, cas, policies, audit)
-)
+_MODULES = (system, access, roles, certificates, revocation, approvals, catalog, cas, policies, audit, jobs)
+ROUTERS = tuple(module.router for module in _MODULES)
 """Every router of the HTTPS app; the permission test walks these."""
 
 

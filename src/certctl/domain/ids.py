@@ -18,6 +18,7 @@ PREFIXES = {
     "role": "role",
     "approval": "apr",
     "policy": "pol",
+    "job": "job",
 }
 
 

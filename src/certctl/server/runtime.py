@@ -25,6 +25,7 @@ from certctl.api.app import create_app, create_public_app
 from certctl.domain.clock import SystemClock
 from certctl.errors import ConfigurationError
 from certctl.keys.envelope import MasterKey, load_master_key
+from certctl.scheduler.runner import scheduler_loop, worker_loop
 from certctl.server.tls_files import TlsFiles, ensure_tls, server_ssl_context
 from certctl.services.container import Services, build_services
 from certctl.settings import Settings
@@ -134,11 +135,17 @@ async def serve(prepared: Prepared, sockets: tuple[socket.socket, socket.socket]
     https_server, http_server = uvicorn.Server(https_config), uvicorn.Server(http_config)
     gc.freeze()  # start-up objects live forever: keep them out of every later collection
     maintenance = asyncio.create_task(maintenance_loop(services)) if leader else None
+    scheduling = [asyncio.create_task(worker_loop(services))]  # jobs run in every worker process
+    if leader:  # the lease row then picks one leader among all replicas
+        scheduling.append(asyncio.create_task(scheduler_loop(services)))
     try:
         await asyncio.gather(
             https_server.serve(sockets=[sockets[0]]), http_server.serve(sockets=[sockets[1]])
         )
     finally:
+        for task in scheduling:
+            task.cancel()
+        await asyncio.gather(*scheduling, return_exceptions=True)
         if maintenance is not None:
             maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):

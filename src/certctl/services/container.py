@@ -25,8 +25,10 @@ from certctl.services.crls import CrlService
 from certctl.services.holds import approval_tier_guard
 from certctl.services.inventory import InventoryService
 from certctl.services.issuance import IssuanceService
+from certctl.services.jobs import JobService
 from certctl.services.lookups import RowCache
 from certctl.services.policies import PolicyService
+from certctl.services.renewals import RenewalService
 from certctl.services.revocation import RevocationService
 from certctl.store.repositories import rows
 
@@ -51,6 +53,8 @@ class Services:
     ca_cache: CaMaterialCache
     crls: CrlService
     revocation: RevocationService
+    jobs: JobService
+    renewals: RenewalService
 
     def invalidate_caches(self) -> None:
         self.profile_cache.invalidate()
@@ -131,4 +135,6 @@ def build_services(
         ca_cache=ca_cache,
         crls=crls,
         revocation=RevocationService(context, crls),
+        jobs=JobService(context),
+        renewals=RenewalService(context, issuance),
     )

@@ -13,6 +13,7 @@ from certctl.domain import profiles as profile_rules
 from certctl.domain.ids import new_id
 from certctl.domain.lifecycle import CertificateStatus, status_for_validity
 from certctl.domain.profiles import Profile
+from certctl.domain.renewal import DEFAULT_POLICY, renewal_due_at
 from certctl.errors import (
     Conflict,
     NameConstraintViolation,
@@ -44,7 +45,7 @@ from certctl.services.profiles import profile_from_row
 from certctl.services.visibility import require_on_certificate, require_to_issue
 from certctl.store.db import read_only, unit_of_work
 from certctl.store.group_commit import GroupCommitter
-from certctl.store.repositories import audit, certificates
+from certctl.store.repositories import audit, certificates, renewals
 
 BACKDATE = timedelta(minutes=1)
 
@@ -145,6 +146,7 @@ class IssuanceService:
             "auto_renew": request.auto_renew,
             "current_version_id": version["id"],
             "not_after": version["not_after"],
+            "renewal_due_at": _renewal_due(version),
             "created_at": now,
             "updated_at": now,
         }
@@ -177,9 +179,12 @@ class IssuanceService:
         actor: Actor,
         info: RequestInfo | None = None,
         approved: Approved | None = None,
+        expected_version_id: str | None = None,
     ) -> Issued | Held:
         """Issue a new version now, with the same names, profile and issuer (or hold the renewal, in the
-        same transaction, when the profile requires approval and this is not an approved run)."""
+        same transaction, when the profile requires approval and this is not an approved run). With
+        ``expected_version_id`` (renewal jobs) the new version lands only if that is still the current
+        one: otherwise Conflict, and nothing is written."""
         now = self._ctx.clock.now()
         async with unit_of_work(self._ctx.engine) as uow:
             connection = uow.connection
@@ -246,11 +251,20 @@ class IssuanceService:
             changes = {
                 "current_version_id": version["id"],
                 "not_after": version["not_after"],
+                "renewal_due_at": _renewal_due(version),
                 "status": str(status),
                 "updated_at": now,
             }
             await certificates.insert_version(connection, version)
-            await certificates.update_certificate(connection, current["id"], changes)
+            if expected_version_id is None:
+                await certificates.update_certificate(connection, current["id"], changes)
+            elif not await renewals.swap_current_version(
+                connection,
+                certificate_id=current["id"],
+                expected_version_id=expected_version_id,
+                values=changes,
+            ):
+                raise Conflict(f"certificate {current['name']!r} was renewed meanwhile")
             await audit.append(
                 connection,
                 [
@@ -386,6 +400,17 @@ class IssuanceService:
             "created_at": now,
         }
         return version, certificate
+
+
+def _renewal_due(version: dict[str, Any]) -> Any:
+    """Stored with each version so the renewal scan is an indexed range query (auto_renew is checked
+    by the scan, so turning it back on later needs no recomputation)."""
+    return renewal_due_at(
+        not_before=version["not_before"],
+        not_after=version["not_after"],
+        policy=DEFAULT_POLICY,
+        certificate_id=version["certificate_id"],
+    )
 
 
 def _ca_ref(issuer_row: dict[str, Any]) -> str:

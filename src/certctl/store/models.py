@@ -149,6 +149,8 @@ class ManagedCertificate(Base):
     auto_renew: Mapped[bool] = mapped_column(Boolean, default=True)
     current_version_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     not_after: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    renewal_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
+    """When the renewal scan enqueues this certificate (``certctl.domain.renewal``); NULL: never."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
@@ -331,3 +333,40 @@ class CrlState(Base):
     base_this_update: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     stale_since: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Job(Base):
+    """A durable unit of background work. ``dedup_key`` makes enqueueing idempotent; ``locked_by`` and
+    ``locked_until`` are the lease of the worker running it, so a job stuck Running is recovered."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_status_run_after", "status", "run_after"),
+        Index("ix_jobs_status_locked_until", "status", "locked_until"),
+        Index("ix_jobs_created_at_id", "created_at", "id"),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    type: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    certificate_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    version_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    dedup_key: Mapped[str] = mapped_column(String(200), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    run_after: Mapped[datetime] = mapped_column(UtcDateTime)
+    locked_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SchedulerLease(Base):
+    """Leader election for periodic work: one row per task group, held until ``expires_at``."""
+
+    __tablename__ = "scheduler_leases"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
