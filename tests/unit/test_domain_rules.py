@@ -113,3 +113,16 @@ def test_master_key_file_is_created_0600_and_reused(tmp_path: Path) -> None:
         load_master_key(env_value=base64.b64encode(b"short").decode(), key_file=None, data_dir=tmp_path)
     with pytest.raises(ConfigurationError, match="base64"):
         load_master_key(env_value="***", key_file=None, data_dir=tmp_path)
+
+
+def test_short_lived_certificates_are_expiring_only_once_renewal_is_due() -> None:
+    window = timedelta(days=30)
+    not_after = NOW + timedelta(days=5)
+    due = NOW + timedelta(days=1)
+    assert status_for_validity(not_after=not_after, now=NOW, expiring_within=window, renewal_due_at=due) == (
+        CertificateStatus.ACTIVE
+    )
+    later = NOW + timedelta(days=2)
+    assert status_for_validity(
+        not_after=not_after, now=later, expiring_within=window, renewal_due_at=due
+    ) == (CertificateStatus.EXPIRING)

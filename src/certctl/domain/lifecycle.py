@@ -47,11 +47,21 @@ STICKY_STATUSES = frozenset(
 
 
 def status_for_validity(
-    *, not_after: datetime, now: datetime, expiring_within: timedelta
+    *,
+    not_after: datetime,
+    now: datetime,
+    expiring_within: timedelta,
+    renewal_due_at: datetime | None = None,
 ) -> CertificateStatus:
-    """Active, Expiring or Expired from the current version's notAfter."""
+    """Active, Expiring or Expired from the current version's notAfter.
+
+    Expiring means "inside the expiry threshold *and* due for renewal": a 7-day certificate is not
+    Expiring for its whole life just because the threshold is 30 days; it becomes Expiring when its
+    renewal falls due (2/3 of its lifetime by default).
+    """
     if not_after <= now:
         return CertificateStatus.EXPIRED
-    if not_after - now <= expiring_within:
+    due = renewal_due_at is None or renewal_due_at <= now
+    if not_after - now <= expiring_within and due:
         return CertificateStatus.EXPIRING
     return CertificateStatus.ACTIVE

@@ -127,8 +127,12 @@ class IssuanceService:
             )
         version, _ = self._sign(ca, subject, now, validity, ekus, profile, new_id("certificate"))
         certificate_id = version["certificate_id"]
+        due_at = _renewal_due(version)
         status = status_for_validity(
-            not_after=version["not_after"], now=now, expiring_within=self._ctx.expiring_within
+            not_after=version["not_after"],
+            now=now,
+            expiring_within=self._ctx.expiring_within,
+            renewal_due_at=due_at,
         )
         record = {
             "id": certificate_id,
@@ -146,7 +150,7 @@ class IssuanceService:
             "auto_renew": request.auto_renew,
             "current_version_id": version["id"],
             "not_after": version["not_after"],
-            "renewal_due_at": _renewal_due(version),
+            "renewal_due_at": due_at,
             "created_at": now,
             "updated_at": now,
         }
@@ -245,13 +249,17 @@ class IssuanceService:
                     info=info,
                 )
             version, _ = self._sign(ca, subject, now, validity, ekus, profile, current["id"])
+            due_at = _renewal_due(version)
             status = status_for_validity(
-                not_after=version["not_after"], now=now, expiring_within=self._ctx.expiring_within
+                not_after=version["not_after"],
+                now=now,
+                expiring_within=self._ctx.expiring_within,
+                renewal_due_at=due_at,
             )
             changes = {
                 "current_version_id": version["id"],
                 "not_after": version["not_after"],
-                "renewal_due_at": _renewal_due(version),
+                "renewal_due_at": due_at,
                 "status": str(status),
                 "updated_at": now,
             }

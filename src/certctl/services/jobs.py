@@ -199,7 +199,10 @@ class JobService:
         if current is None or current["not_after"] is None:
             return
         status = status_for_validity(
-            not_after=current["not_after"], now=now, expiring_within=self._ctx.expiring_within
+            not_after=current["not_after"],
+            now=now,
+            expiring_within=self._ctx.expiring_within,
+            renewal_due_at=current.get("renewal_due_at"),
         )
         await renewals.stand_down(
             connection,

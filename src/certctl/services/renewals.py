@@ -104,7 +104,10 @@ class RenewalService:
     async def _stand_down(self, current: dict[str, Any]) -> None:
         now = self._ctx.clock.now()
         status = status_for_validity(
-            not_after=current["not_after"], now=now, expiring_within=self._ctx.expiring_within
+            not_after=current["not_after"],
+            now=now,
+            expiring_within=self._ctx.expiring_within,
+            renewal_due_at=current.get("renewal_due_at"),
         )
         async with unit_of_work(self._ctx.engine) as uow:
             await renewals.stand_down(

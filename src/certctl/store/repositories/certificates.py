@@ -213,7 +213,8 @@ async def expiry_histogram(
 
 
 async def refresh_statuses(connection: AsyncConnection, *, now: datetime, expiring_from: datetime) -> int:
-    """Move Active -> Expiring -> Expired by the current version's notAfter (indexed, set-based)."""
+    """Move Active -> Expiring -> Expired by the current version's notAfter (indexed, set-based); see
+    ``domain.lifecycle.status_for_validity`` for what Expiring means."""
     expired = await connection.execute(
         update(CERTS)
         .where(CERTS.c.status.in_(["Active", "Expiring"]), CERTS.c.not_after <= now)
@@ -221,7 +222,12 @@ async def refresh_statuses(connection: AsyncConnection, *, now: datetime, expiri
     )
     expiring = await connection.execute(
         update(CERTS)
-        .where(CERTS.c.status == "Active", CERTS.c.not_after > now, CERTS.c.not_after <= expiring_from)
+        .where(
+            CERTS.c.status == "Active",
+            CERTS.c.not_after > now,
+            CERTS.c.not_after <= expiring_from,
+            or_(CERTS.c.renewal_due_at.is_(None), CERTS.c.renewal_due_at <= now),
+        )
         .values(status="Expiring", updated_at=now)
     )
     return int(expired.rowcount or 0) + int(expiring.rowcount or 0)
