@@ -32,6 +32,7 @@ from certctl.services.audit import Actor
 from certctl.services.cas import NewCa
 from certctl.services.container import build_services
 from certctl.services.issuance import IssueRequest
+from certctl.services.profiles import default_rules
 from certctl.store.db import make_engine, migrate
 
 ADMIN = Actor(id="bench", name="bench", type="system", access=global_access(["admin"]))
@@ -51,7 +52,12 @@ async def run(calls: int, workdir: Path) -> None:
     root = await services.cas.create(spec=NewCa(name="R", subject=Subject("R")), actor=ADMIN)
     for name in ("p1", "p2", "p3"):
         await services.profiles.create(
-            values={"name": name, "description": "", "rules": _rules()}, actor=ADMIN
+            values={
+                "name": name,
+                "description": "",
+                "rules": default_rules(allowed_key_algorithms=["ECDSA", "RSA"]),
+            },
+            actor=ADMIN,
         )
     await services.issuers.create(
         values={"name": "i", "type": "local", "options": {"ca": root["id"]}, "enabled": True}, actor=ADMIN
@@ -122,23 +128,6 @@ async def run(calls: int, workdir: Path) -> None:
         f"authorization p99 {warm_p99:.1f} us per request (aim < 1000 us); "
         f"ratio to a whole request's p50 ({whole_p50:.0f} us): {warm_p99 / whole_p50:.3f}"
     )
-
-
-def _rules() -> dict[str, object]:
-    return {
-        "allowed_key_algorithms": ["ECDSA", "RSA"],
-        "min_rsa_bits": 2048,
-        "min_ecdsa_bits": 256,
-        "max_ttl_seconds": 397 * 86400,
-        "default_ttl_seconds": 90 * 86400,
-        "allowed_ekus": ["serverAuth"],
-        "default_ekus": ["serverAuth"],
-        "san_patterns": [],
-        "must_staple": False,
-        "requires_approval": False,
-        "allow_server_keygen": True,
-        "allow_ip_sans": True,
-    }
 
 
 def main() -> None:

@@ -8,21 +8,9 @@ from certctl.pki.builder import Subject
 from certctl.services.audit import SYSTEM
 from certctl.services.cas import NewCa
 from certctl.services.container import Services
+from certctl.services.profiles import default_rules
 
-DEFAULT_RULES: dict[str, Any] = {
-    "allowed_key_algorithms": ["ECDSA", "RSA", "Ed25519"],
-    "min_rsa_bits": 2048,
-    "min_ecdsa_bits": 256,
-    "max_ttl_seconds": 397 * 86400,
-    "default_ttl_seconds": 90 * 86400,
-    "allowed_ekus": ["serverAuth", "clientAuth"],
-    "default_ekus": ["serverAuth"],
-    "san_patterns": [],
-    "must_staple": False,
-    "requires_approval": False,
-    "allow_server_keygen": True,
-    "allow_ip_sans": True,
-}
+DEFAULT_RULES: dict[str, Any] = default_rules(allowed_ekus=["serverAuth", "clientAuth"])
 
 
 async def seed_minimal(services: Services) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from certctl.services.audit import Actor
 from certctl.services.cas import NewCa
 from certctl.services.container import Services, build_services
 from certctl.services.issuance import Issued, IssueRequest
+from certctl.services.profiles import default_rules
 from certctl.store.db import unit_of_work
 from certctl.store.repositories import certificates, rows
 
@@ -89,7 +90,7 @@ async def seed_demo(
         },
     }
     for name, overrides in profiles.items():
-        rules = _default_rules() | overrides
+        rules = default_rules(**overrides)
         await services.profiles.create(
             values={"name": name, "description": f"Demo profile {name}", "rules": rules}, actor=DEMO
         )
@@ -185,20 +186,3 @@ async def _history(
 async def _mark_revoked(services: Services, certificate_id: str, *, at: datetime) -> None:
     async with unit_of_work(services.context.engine) as uow:
         await certificates.mark_revoked(uow.connection, certificate_id, at=at, reason="keyCompromise")
-
-
-def _default_rules() -> dict[str, Any]:
-    return {
-        "allowed_key_algorithms": ["ECDSA", "RSA", "Ed25519"],
-        "min_rsa_bits": 2048,
-        "min_ecdsa_bits": 256,
-        "max_ttl_seconds": 397 * 86400,
-        "default_ttl_seconds": 90 * 86400,
-        "allowed_ekus": ["serverAuth"],
-        "default_ekus": ["serverAuth"],
-        "san_patterns": [],
-        "must_staple": False,
-        "requires_approval": False,
-        "allow_server_keygen": True,
-        "allow_ip_sans": True,
-    }

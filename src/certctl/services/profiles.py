@@ -8,6 +8,28 @@ from typing import Any
 from certctl.domain.profiles import Profile
 
 
+def default_rules(**overrides: Any) -> dict[str, Any]:
+    """A profile's rule set with the product defaults (the stored shape), changed where asked."""
+    rules: dict[str, Any] = {
+        "allowed_key_algorithms": ["ECDSA", "RSA", "Ed25519"],
+        "min_rsa_bits": 2048,
+        "min_ecdsa_bits": 256,
+        "max_ttl_seconds": 397 * 86400,
+        "default_ttl_seconds": 90 * 86400,
+        "allowed_ekus": ["serverAuth"],
+        "default_ekus": ["serverAuth"],
+        "san_patterns": [],
+        "must_staple": False,
+        "requires_approval": False,
+        "allow_server_keygen": True,
+        "allow_ip_sans": True,
+    }
+    unknown = set(overrides) - set(rules)
+    if unknown:
+        raise ValueError(f"unknown profile rules: {', '.join(sorted(unknown))}")
+    return rules | overrides
+
+
 def profile_from_row(row: dict[str, Any]) -> Profile:
     rules = row["rules"]
     return Profile(
