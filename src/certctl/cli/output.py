@@ -171,6 +171,15 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
         field("EXPIRES", "expires_at", when),
         field("DECIDED BY", "decided_by"),
     ),
+    "job": (
+        ID,
+        field("TYPE", "type"),
+        field("STATUS", "status"),
+        field("CERTIFICATE", "certificate_id"),
+        field("ATTEMPTS", "attempts"),
+        field("RUN AFTER", "run_after", when),
+        field("LAST ERROR", "last_error"),
+    ),
     "check": (
         field("CHECK", "check"),
         field("OK", "ok"),

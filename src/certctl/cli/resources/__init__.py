@@ -15,6 +15,7 @@ from certctl.cli.resources import (
     cas,
     catalog,
     certs,
+    jobs,
     keys,
     policies,
     profiles,
@@ -37,6 +38,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(catalog.owners, name="owners")
     app.add_typer(keys.app, name="keys")
     app.add_typer(roles.app, name="roles")
+    app.add_typer(jobs.app, name="jobs")
     app.add_typer(approvals.app, name="approvals")
     app.add_typer(audit.app, name="audit")
     app.command("whoami")(keys.whoami)
