@@ -17,6 +17,7 @@ from certctl.cli.resources import (
     certs,
     jobs,
     keys,
+    notifications,
     policies,
     profiles,
     revocation,
@@ -39,6 +40,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(keys.app, name="keys")
     app.add_typer(roles.app, name="roles")
     app.add_typer(jobs.app, name="jobs")
+    app.add_typer(notifications.app, name="notifications")
     app.add_typer(approvals.app, name="approvals")
     app.add_typer(audit.app, name="audit")
     app.command("whoami")(keys.whoami)
