@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     expiring_threshold_days: int = Field(default=30, ge=1)
     approval_ttl_hours: int = Field(default=72, ge=1, le=24 * 365)
     crl_keep_expired: bool = Field(default=False, description="Keep expired certificates on CRLs.")
+    ocsp_sign_with_ca: bool = Field(
+        default=False, description="Sign OCSP responses with the CA key instead of a delegated responder."
+    )
 
     @field_validator("bootstrap_token")
     @classmethod

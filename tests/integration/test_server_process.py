@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx2
 import pytest
 from cryptography import x509
+from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from support.live import LiveServer, certctl_command, free_port
 
@@ -56,7 +57,9 @@ def test_aia_serves_the_issuing_ca_over_plain_http(live_server: LiveServer) -> N
         ).json()
     leaf = x509.load_pem_x509_certificate(issued["current_version"]["cert_pem"].encode())
     aia = leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-    url = aia[0].access_location.value
+    by_method = {d.access_method: d.access_location.value for d in aia}
+    assert by_method[AuthorityInformationAccessOID.OCSP] == f"{live_server.http_url}/ocsp"
+    url = by_method[AuthorityInformationAccessOID.CA_ISSUERS]
     assert url.startswith(live_server.http_url)
     answer = httpx2.get(url)
     assert answer.status_code == 200

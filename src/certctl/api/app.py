@@ -19,6 +19,7 @@ from certctl.api.routers import (
     catalog,
     certificates,
     jobs,
+    notifications,
     policies,
     revocation,
     roles,
@@ -26,11 +27,25 @@ from certctl.api.routers import (
 )
 from certctl.errors import NotFound
 from certctl.protocols.crl.http import install as install_crl_routes
+from certctl.protocols.ocsp.http import install as install_ocsp_routes
 from certctl.services.container import Services
 from certctl.store.db import read_only
 from certctl.store.repositories import rows
 
-_MODULES = (system, access, roles, certificates, revocation, approvals, catalog, cas, policies, audit, jobs)
+_MODULES = (
+    system,
+    access,
+    roles,
+    certificates,
+    revocation,
+    approvals,
+    catalog,
+    cas,
+    policies,
+    audit,
+    jobs,
+    notifications,
+)
 ROUTERS = tuple(module.router for module in _MODULES)
 """Every router of the HTTPS app; the permission test walks these."""
 
@@ -84,6 +99,7 @@ def create_public_app(services: Services) -> ASGIApp:
 
 def _mount_public(app: FastAPI, services: Services) -> None:
     install_crl_routes(app, services)
+    install_ocsp_routes(app, services)
 
     @app.get("/ca/{ca_file}", include_in_schema=False)
     async def ca_certificate(ca_file: str) -> Response:

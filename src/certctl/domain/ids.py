@@ -19,6 +19,7 @@ PREFIXES = {
     "approval": "apr",
     "policy": "pol",
     "job": "job",
+    "ocsp_responder": "ocr",
 }
 
 

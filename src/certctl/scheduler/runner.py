@@ -33,6 +33,7 @@ async def scheduler_loop(
                 try:
                     recovered = await services.jobs.recover_expired()
                     result = await scanner.tick(now=services.context.clock.now())
+                    await services.notification_producer.tick(now=services.context.clock.now())
                     if recovered or result.created:
                         log.info(
                             "scheduler tick: %d renewal jobs (%d due seen, %.3f s), %d jobs recovered",
@@ -52,7 +53,7 @@ async def scheduler_loop(
 def job_worker(services: Services, *, name: str | None = None, concurrency: int = 4) -> JobWorker:
     return JobWorker(
         services.jobs,
-        {str(JobType.RENEWAL): services.renewals.run},
+        {str(JobType.RENEWAL): services.renewals.run, str(JobType.NOTIFICATION): services.notifications.run},
         name=name or holder_name(),
         concurrency=concurrency,
     )

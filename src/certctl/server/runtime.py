@@ -74,6 +74,7 @@ def services_for(settings: Settings, master_key: MasterKey, *, pool_size: int = 
         expiring_within=timedelta(days=settings.expiring_threshold_days),
         approval_ttl=timedelta(hours=settings.approval_ttl_hours),
         crl_keep_expired=settings.crl_keep_expired,
+        ocsp_sign_with_ca=settings.ocsp_sign_with_ca,
     )
 
 

@@ -27,6 +27,10 @@ from certctl.services.inventory import InventoryService
 from certctl.services.issuance import IssuanceService
 from certctl.services.jobs import JobService
 from certctl.services.lookups import RowCache
+from certctl.services.notification_config import NotificationConfigService
+from certctl.services.notification_events import NotificationProducer, NotificationSchedule
+from certctl.services.notifications import NotificationService
+from certctl.services.ocsp import OcspService
 from certctl.services.policies import PolicyService
 from certctl.services.renewals import RenewalService
 from certctl.services.revocation import RevocationService
@@ -52,9 +56,13 @@ class Services:
     issuer_cache: RowCache
     ca_cache: CaMaterialCache
     crls: CrlService
+    ocsp: OcspService
     revocation: RevocationService
     jobs: JobService
     renewals: RenewalService
+    notification_config: NotificationConfigService
+    notifications: NotificationService
+    notification_producer: NotificationProducer
 
     def invalidate_caches(self) -> None:
         self.profile_cache.invalidate()
@@ -73,6 +81,7 @@ def build_services(
     cache_ttl_seconds: float = 5.0,
     approval_ttl: timedelta = timedelta(hours=72),
     crl_keep_expired: bool = False,
+    ocsp_sign_with_ca: bool = False,
 ) -> Services:
     context = ServiceContext(
         engine=engine,
@@ -113,7 +122,10 @@ def build_services(
         return record
 
     crls = CrlService(context, ca_cache, CrlSchedule(keep_expired=crl_keep_expired))
+    ocsp = OcspService(context, ca_cache, sign_with_ca=ocsp_sign_with_ca)
     issuance = IssuanceService(context, ca_cache, profile_cache, issuer_cache, policies=policies)
+    notification_config = NotificationConfigService(context)
+    notifications = NotificationService(context, notification_config)
     return Services(
         context=context,
         authenticator=authenticator,
@@ -134,7 +146,11 @@ def build_services(
         issuer_cache=issuer_cache,
         ca_cache=ca_cache,
         crls=crls,
-        revocation=RevocationService(context, crls),
+        ocsp=ocsp,
+        revocation=RevocationService(context, crls, on_revoked=ocsp.invalidate),
         jobs=JobService(context),
         renewals=RenewalService(context, issuance),
+        notification_config=notification_config,
+        notifications=notifications,
+        notification_producer=NotificationProducer(context, notifications, NotificationSchedule()),
     )

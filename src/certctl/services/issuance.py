@@ -378,7 +378,7 @@ class IssuanceService:
                 ca=ca,
                 ca_key=ca_key,
                 request=request,
-                urls=(f"{base}/crl/{ca.id}.crl", f"{base}/ca/{ca.id}.crt"),
+                urls=(f"{base}/crl/{ca.id}.crl", f"{base}/ca/{ca.id}.crt", f"{base}/ocsp"),
             )
         except PkiError as exc:
             raise PolicyViolation(exc.message) from exc

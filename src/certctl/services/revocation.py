@@ -13,7 +13,7 @@ the same request again resumes where an interrupted run stopped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -55,9 +55,13 @@ class BulkOutcome:
 
 
 class RevocationService:
-    def __init__(self, context: ServiceContext, crls: CrlService) -> None:
+    def __init__(
+        self, context: ServiceContext, crls: CrlService, on_revoked: Callable[[str], None] | None = None
+    ) -> None:
         self._ctx = context
         self._crls = crls
+        self._on_revoked = on_revoked
+        """Told each CA id after its revocations commit (the OCSP cache drops that CA's responses)."""
 
     async def revoke(
         self, *, ref: str, revocation: Revocation, actor: Actor, request: RequestInfo | None = None
@@ -230,6 +234,8 @@ class RevocationService:
     async def _publish(self, ca_ids: set[str]) -> None:
         """New CRLs now; a failure is logged and left to the periodic job (the CA stays marked stale)."""
         for ca_id in sorted(ca_ids):
+            if self._on_revoked is not None:
+                self._on_revoked(ca_id)
             try:
                 await self._crls.regenerate(ca_id)
             except CertctlError as exc:

@@ -370,3 +370,59 @@ class SchedulerLease(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     holder: Mapped[str] = mapped_column(String(100))
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class OcspResponder(Base):
+    """A delegated OCSP signing certificate of one issuing CA (RFC 6960 §4.2.2.2): EKU id-kp-OCSPSigning,
+    id-pkix-ocsp-nocheck, short validity; the private key is sealed with the master key."""
+
+    __tablename__ = "ocsp_responders"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    ca_id: Mapped[str] = mapped_column(
+        ForeignKey("certificate_authorities.id", ondelete="CASCADE"), index=True
+    )
+    cert_pem: Mapped[str] = mapped_column(Text)
+    key_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    not_before: Mapped[datetime] = mapped_column(UtcDateTime)
+    not_after: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class NotificationChannel(Base):
+    """A configured notifier (email, Slack, Teams, PagerDuty, OpsGenie, webhook). ``options`` are shown;
+    ``secrets_sealed`` (passwords, webhook URLs, keys) is sealed with the master key, never shown."""
+
+    __tablename__ = "notification_channels"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    type: Mapped[str] = mapped_column(String(40))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    secrets_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class NotificationRule(Base):
+    """Routing: events of these types (all when empty) at or above a severity, optionally only for one
+    team or owner, go to these channels."""
+
+    __tablename__ = "notification_rules"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    event_types: Mapped[list[str]] = mapped_column(JSON)
+    min_severity: Mapped[str] = mapped_column(String(20))
+    channel_ids: Mapped[list[str]] = mapped_column(JSON)
+    team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), nullable=True)
+    owner_id: Mapped[str | None] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class NotificationCursor(Base):
+    """Progress of the leader's periodic notification work (audit tail, expiry scan, digest)."""
+
+    __tablename__ = "notification_cursors"
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    position: Mapped[datetime] = mapped_column(UtcDateTime)

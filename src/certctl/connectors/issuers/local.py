@@ -30,9 +30,9 @@ class LocalIssuer(IssuerConnector):
     options_model: ClassVar[type[IssuerOptions]] = LocalIssuerOptions
 
     def sign(
-        self, *, ca: SigningCa, ca_key: PrivateKey, request: IssuanceRequest, urls: tuple[str, str]
+        self, *, ca: SigningCa, ca_key: PrivateKey, request: IssuanceRequest, urls: tuple[str, str, str]
     ) -> IssuedCertificate:
-        crl_url, ca_issuers_url = urls
+        crl_url, ca_issuers_url, ocsp_url = urls
         certificate = build_leaf(
             issuer_cert=ca.certificate,
             issuer_key=ca_key,
@@ -47,5 +47,6 @@ class LocalIssuer(IssuerConnector):
             must_staple=request.must_staple,
             crl_url=crl_url,
             ca_issuers_url=ca_issuers_url,
+            ocsp_url=ocsp_url,
         )
         return IssuedCertificate(certificate=certificate, chain_pem=ca.chain_pem, issuer_ca_id=ca.id)

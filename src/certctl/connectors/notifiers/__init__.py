@@ -1,0 +1,1 @@
+"""Notification channels: email, Slack, Microsoft Teams, PagerDuty, OpsGenie and signed webhooks."""
