@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Response
 
 from certctl.api.deps import InfoDep, Need, ServicesDep
+from certctl.api.references import resolve_ref
 from certctl.api.routers.approvals import HELD, held_response
 from certctl.api.schemas import CertificateCreate, CertificateUpdate, ExportRequest, RenewRequest
 from certctl.api.serialize import jsonable
@@ -15,7 +16,6 @@ from certctl.errors import ValidationFailed
 from certctl.services.audit import Actor
 from certctl.services.holds import Held
 from certctl.services.issuance import Issued, IssueRequest
-from certctl.store.db import read_only
 from certctl.store.repositories import rows
 from certctl.store.repositories.certificates import CertificateQuery
 
@@ -29,16 +29,6 @@ def _issued(issued: Issued | Held) -> Any:
     if issued.private_key_pem is not None:
         body["private_key_pem"] = issued.private_key_pem
     return body
-
-
-async def _resolve(services: ServicesDep, table: Any, kind: str, ref: str | None) -> str | None:
-    if ref is None:
-        return None
-    async with read_only(services.context.engine) as connection:
-        row = await rows.find(connection, table, ref)
-    if row is None:
-        raise ValidationFailed(f"{kind} {ref!r} does not exist")
-    return str(row["id"])
 
 
 @router.get("")
@@ -70,10 +60,10 @@ async def list_certificates(
         expires_before = services.context.clock.now() + timedelta(days=expires_within_days)
     query = CertificateQuery(
         status=tuple(status),
-        issuer_id=await _resolve(services, rows.ISSUERS, "issuer", issuer),
-        profile_id=await _resolve(services, rows.PROFILES, "profile", profile),
-        owner_id=await _resolve(services, rows.OWNERS, "owner", owner),
-        team_id=await _resolve(services, rows.TEAMS, "team", team),
+        issuer_id=await resolve_ref(services, rows.ISSUERS, "issuer", issuer),
+        profile_id=await resolve_ref(services, rows.PROFILES, "profile", profile),
+        owner_id=await resolve_ref(services, rows.OWNERS, "owner", owner),
+        team_id=await resolve_ref(services, rows.TEAMS, "team", team),
         environment=environment,
         source=source,
         search=q,
@@ -112,8 +102,8 @@ async def create_certificate(
         sans=tuple(body.sans),
         validity=validity,
         ekus=tuple(body.ekus) if body.ekus is not None else None,
-        owner_id=await _resolve(services, rows.OWNERS, "owner", body.owner),
-        team_id=await _resolve(services, rows.TEAMS, "team", body.team),
+        owner_id=await resolve_ref(services, rows.OWNERS, "owner", body.owner),
+        team_id=await resolve_ref(services, rows.TEAMS, "team", body.team),
         tags=body.tags,
         environment=body.environment,
         auto_renew=body.auto_renew,
@@ -137,9 +127,9 @@ async def update_certificate(
 ) -> Any:
     values: dict[str, Any] = body.model_dump(exclude_unset=True)
     if "owner" in values:
-        values["owner_id"] = await _resolve(services, rows.OWNERS, "owner", values.pop("owner"))
+        values["owner_id"] = await resolve_ref(services, rows.OWNERS, "owner", values.pop("owner"))
     if "team" in values:
-        values["team_id"] = await _resolve(services, rows.TEAMS, "team", values.pop("team"))
+        values["team_id"] = await resolve_ref(services, rows.TEAMS, "team", values.pop("team"))
     for required in ("name", "tags", "environment", "auto_renew"):
         if required in values and values[required] is None:
             raise ValidationFailed(f"{required} cannot be null")

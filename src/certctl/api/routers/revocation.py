@@ -7,13 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from certctl.api.deps import InfoDep, Need, ServicesDep
+from certctl.api.references import resolve_ref
 from certctl.api.revocation_schemas import BulkRevokeRequest, RevokeRequest
 from certctl.api.serialize import jsonable
 from certctl.domain.revocation import RevocationReason
-from certctl.errors import ValidationFailed
 from certctl.services.audit import Actor
 from certctl.services.revocation import Revocation
-from certctl.store.db import read_only
 from certctl.store.repositories import rows
 from certctl.store.repositories.certificates import CertificateQuery
 
@@ -36,10 +35,10 @@ async def revoke_many(
     query = None
     if body.filter is not None:
         query = CertificateQuery(
-            issuer_id=await _resolve(services, rows.ISSUERS, "issuer", body.filter.issuer),
-            profile_id=await _resolve(services, rows.PROFILES, "profile", body.filter.profile),
-            owner_id=await _resolve(services, rows.OWNERS, "owner", body.filter.owner),
-            team_id=await _resolve(services, rows.TEAMS, "team", body.filter.team),
+            issuer_id=await resolve_ref(services, rows.ISSUERS, "issuer", body.filter.issuer),
+            profile_id=await resolve_ref(services, rows.PROFILES, "profile", body.filter.profile),
+            owner_id=await resolve_ref(services, rows.OWNERS, "owner", body.filter.owner),
+            team_id=await resolve_ref(services, rows.TEAMS, "team", body.filter.team),
             source=body.filter.source,
             cursor=body.cursor,
         )
@@ -74,13 +73,3 @@ async def revoke_certificate(
         ref=ref, revocation=_revocation(body), actor=actor, request=info
     )
     return jsonable(revoked)
-
-
-async def _resolve(services: ServicesDep, table: Any, kind: str, ref: str | None) -> str | None:
-    if ref is None:
-        return None
-    async with read_only(services.context.engine) as connection:
-        row = await rows.find(connection, table, ref)
-    if row is None:
-        raise ValidationFailed(f"{kind} {ref!r} does not exist")
-    return str(row["id"])
