@@ -69,7 +69,7 @@ async def run(calls: int, workdir: Path) -> None:
     spec = GrantSpec(role="auditor", scope=ScopeType.GLOBAL, scope_ref=None, expires_at=None)
     await services.access.grant(key_id=key.key["id"], spec=spec, actor=ADMIN, request=None)
     app = create_app(services)
-    fastapi_app = app.app  # type: ignore[attr-defined]
+    fastapi_app = app.app.app  # type: ignore[attr-defined]
     scope = {
         "type": "http",
         "method": "GET",

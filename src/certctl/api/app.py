@@ -27,7 +27,7 @@ from certctl.api.routers import (
 )
 from certctl.errors import NotFound
 from certctl.protocols.crl.http import install as install_crl_routes
-from certctl.protocols.ocsp.http import install as install_ocsp_routes
+from certctl.protocols.ocsp.http import OcspEndpoint
 from certctl.services.container import Services
 from certctl.store.db import read_only
 from certctl.store.repositories import rows
@@ -80,7 +80,7 @@ def create_app(
         async def root() -> RedirectResponse:
             return RedirectResponse("/api/v1/docs")
 
-    return RequestMiddleware(app, max_body_bytes=max_body_bytes, hsts=True)
+    return OcspEndpoint(RequestMiddleware(app, max_body_bytes=max_body_bytes, hsts=True), services)
 
 
 def create_public_app(services: Services) -> ASGIApp:
@@ -94,12 +94,11 @@ def create_public_app(services: Services) -> ASGIApp:
     async def health() -> dict[str, str]:
         return {"status": "healthy"}
 
-    return RequestMiddleware(app, max_body_bytes=65_536, hsts=False)
+    return OcspEndpoint(RequestMiddleware(app, max_body_bytes=65_536, hsts=False), services)
 
 
 def _mount_public(app: FastAPI, services: Services) -> None:
     install_crl_routes(app, services)
-    install_ocsp_routes(app, services)
 
     @app.get("/ca/{ca_file}", include_in_schema=False)
     async def ca_certificate(ca_file: str) -> Response:

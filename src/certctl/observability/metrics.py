@@ -26,8 +26,10 @@ def render_metrics() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-def observe(*, method: str, scope: MutableMapping[str, Any], status: int, started: float) -> None:
+def observe(
+    *, method: str, scope: MutableMapping[str, Any], status: int, started: float, template: str | None = None
+) -> None:
     route = scope.get("route")
-    template = getattr(route, "path", None) or "unmatched"
+    template = template or getattr(route, "path", None) or "unmatched"
     REQUESTS.labels(method, template, str(status)).inc()
     LATENCY.labels(template).observe(time.perf_counter() - started)
