@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from certctl.cli.client import api_path
-from certctl.cli.resources.common import Api, UsageError, api_command
+from certctl.cli.resources.common import Api, UsageError, api_command, given
 from certctl.cli.resources.files import read_pem
 from certctl.pki.keys import KEY_SPECS
 
@@ -102,8 +102,7 @@ def import_ca(
     body: dict[str, Any] = {"name": name, "certificate": read_pem(cert, "certificate", "CERTIFICATE")}
     if key is not None:
         body["private_key"] = read_pem(key, "private key", "PRIVATE KEY")
-    if parent is not None:
-        body["parent"] = parent
+    body.update(given(parent=parent))
     api.show(api.client.post(api_path("intermediates", "import"), body))
 
 

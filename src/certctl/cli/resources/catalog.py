@@ -11,7 +11,7 @@ import typer
 
 from certctl.cli.client import api_path
 from certctl.cli.output import note, print_table
-from certctl.cli.resources.common import Api, CliError, UsageError, api_command, parse_pairs
+from certctl.cli.resources.common import Api, CliError, UsageError, api_command, given, parse_pairs
 
 issuers = typer.Typer(
     help="Issuers: the connectors that sign certificates (type local: a CA of this server).",
@@ -82,11 +82,7 @@ def update_issuer(
     ] = None,
 ) -> None:
     """Change an issuer; --option values are merged into its current options."""
-    body: dict[str, Any] = {}
-    if name is not None:
-        body["name"] = name
-    if enabled is not None:
-        body["enabled"] = enabled
+    body: dict[str, Any] = given(name=name, enabled=enabled)
     if option or remove_option:
         current = api.client.get(api_path("issuers", ref))
         options = dict(current.get("options") or {})

@@ -15,7 +15,7 @@ import typer
 from certctl.cli.client import api_path
 from certctl.cli.output import note
 from certctl.cli.resources import issuance
-from certctl.cli.resources.common import Api, UsageError, api_command, items_of, parse_pairs
+from certctl.cli.resources.common import Api, UsageError, api_command, given, items_of, parse_pairs
 from certctl.cli.resources.files import STDOUT, check_writable, read_password, refuse_terminal, write_file
 
 app = typer.Typer(help="Managed certificates: issue, renew, inspect, export.", no_args_is_help=True)
@@ -110,17 +110,12 @@ def update_certificate(
     ] = None,
 ) -> None:
     """Change a certificate's metadata (names, issuer and profile stay; renew to change the certificate)."""
-    body: dict[str, Any] = {}
-    if name is not None:
-        body["name"] = name
+    body: dict[str, Any] = given(name=name)
     if owner is not None:
         body["owner"] = owner or None
     if team is not None:
         body["team"] = team or None
-    if environment is not None:
-        body["environment"] = environment
-    if auto_renew is not None:
-        body["auto_renew"] = auto_renew
+    body.update(given(environment=environment, auto_renew=auto_renew))
     if tag or remove_tag:
         current = api.client.get(api_path("certificates", ref))
         tags = dict(current.get("tags") or {})

@@ -188,3 +188,8 @@ def items_of(answer: Any) -> list[dict[str, Any]]:
     if not isinstance(answer, Mapping) or not isinstance(answer.get("items"), list):
         raise ApiError(None, "the server's answer is not a list of items")
     return list(answer["items"])
+
+
+def given(**fields: Any) -> dict[str, Any]:
+    """The fields the user actually gave (options left at None are not sent, so the server keeps them)."""
+    return {key: value for key, value in fields.items() if value is not None}

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from certctl.cli.client import api_path
 from certctl.cli.output import Column, emit, field, note, print_detail, text
-from certctl.cli.resources.common import Api, CliError, UsageError, api_command, items_of
+from certctl.cli.resources.common import Api, CliError, UsageError, api_command, given, items_of
 from certctl.cli.resources.files import read_text
 
 app = typer.Typer(help="Issuance policies: rules that block or warn before signing.", no_args_is_help=True)
@@ -130,8 +130,7 @@ def create_policy(
     """Create a policy (enabled unless --disabled)."""
     body: dict[str, Any] = {"name": name, "description": description}
     body["rules"] = read_rules(rules_file) if rules_file is not None else []
-    if enabled is not None:
-        body["enabled"] = enabled
+    body.update(given(enabled=enabled))
     _show_policy(api, api.client.post(api_path("policies"), body))
 
 
@@ -146,15 +145,10 @@ def update_policy(
     enabled: Enabled = None,
 ) -> None:
     """Change a policy; --file replaces its whole rule list."""
-    body: dict[str, Any] = {}
-    if name is not None:
-        body["name"] = name
-    if description is not None:
-        body["description"] = description
+    body: dict[str, Any] = given(name=name, description=description)
     if rules_file is not None:
         body["rules"] = read_rules(rules_file)
-    if enabled is not None:
-        body["enabled"] = enabled
+    body.update(given(enabled=enabled))
     if not body:
         raise UsageError("nothing to change; pass at least one option (see --help)")
     _show_policy(api, api.client.patch(api_path("policies", ref), body))

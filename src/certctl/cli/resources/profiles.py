@@ -15,7 +15,7 @@ import typer
 from certctl.cli.client import api_path
 from certctl.cli.output import note
 from certctl.cli.resources.approvals import is_held, show_held
-from certctl.cli.resources.common import Api, UsageError, api_command
+from certctl.cli.resources.common import Api, UsageError, api_command, given
 from certctl.cli.resources.files import read_json_object
 
 app = typer.Typer(help="Certificate profiles: key, lifetime, name and usage rules.", no_args_is_help=True)
@@ -145,11 +145,7 @@ def update_profile(
     allow_server_keygen: ServerKeygen = None,
 ) -> None:
     """Change a profile; rules given are merged into its current rules."""
-    body: dict[str, Any] = {}
-    if name is not None:
-        body["name"] = name
-    if description is not None:
-        body["description"] = description
+    body: dict[str, Any] = given(name=name, description=description)
     flags = (max_ttl_days, default_ttl_days, key_algorithm, san_pattern, allow_server_keygen)
     if rules_file is not None or any(flag is not None for flag in flags):
         current = api.client.get(api_path("profiles", ref))

@@ -12,7 +12,7 @@ import typer
 
 from certctl.cli.client import api_path
 from certctl.cli.output import note
-from certctl.cli.resources.common import Api, UsageError, api_command
+from certctl.cli.resources.common import Api, UsageError, api_command, given
 from certctl.cli.resources.keys import KeyId
 from certctl.cli.resources.keys import app as keys_app
 
@@ -66,8 +66,7 @@ def update_role(
 ) -> None:
     """Add or remove permissions of a custom role."""
     body: dict[str, object] = {"add": list(add or []), "remove": list(remove or [])}
-    if description is not None:
-        body["description"] = description
+    body.update(given(description=description))
     api.show(api.client.patch(api_path("auth", "roles", name), body))
 
 
