@@ -34,6 +34,7 @@ fmt: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python -m certctl.domain.rbac_doc > docs/operator/rbac.md
+	$(BIN)/python -m certctl.agent.targets.reference > docs/reference/targets.md
 
 bench: $(STAMP)
 	cd bench && ../$(BIN)/python issuance.py && ../$(BIN)/python authz.py

@@ -13,17 +13,20 @@ from certctl.api import problems
 from certctl.api.middleware import RequestMiddleware
 from certctl.api.routers import (
     access,
+    agents,
     approvals,
     audit,
     cas,
     catalog,
     certificates,
+    deployments,
     jobs,
     notifications,
     policies,
     revocation,
     roles,
     system,
+    targets,
 )
 from certctl.errors import NotFound
 from certctl.protocols.crl.http import install as install_crl_routes
@@ -45,6 +48,9 @@ _MODULES = (
     audit,
     jobs,
     notifications,
+    agents,
+    targets,
+    deployments,
 )
 ROUTERS = tuple(module.router for module in _MODULES)
 """Every router of the HTTPS app; the permission test walks these."""

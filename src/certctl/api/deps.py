@@ -11,8 +11,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from certctl.auth.agents import AgentPrincipal
+from certctl.domain.agents import AgentStatus
 from certctl.domain.rbac import PERMISSIONS
-from certctl.errors import Forbidden, Unauthenticated
+from certctl.errors import Forbidden, Gone, Unauthenticated
 from certctl.services.audit import Actor, RequestInfo, audit_record
 from certctl.services.container import Services
 from certctl.store.db import unit_of_work
@@ -128,3 +130,30 @@ PUBLIC = Depends(Public())
 
 ServicesDep = Annotated[Services, Depends(services_of)]
 InfoDep = Annotated[RequestInfo, Depends(request_info)]
+
+
+class AgentSelf(Need):
+    """Route dependency for an agent's own routes (``/api/v1/agents/{agent_id}/...``): the caller must
+    present that agent's credential. Another agent's id is 403; a retired agent gets 410 and stops."""
+
+    async def __call__(self, request: Request) -> AgentPrincipal:  # type: ignore[override]
+        services = services_from(request)
+        secret = bearer_secret(request)
+        if secret is None:
+            await record_auth_failure(request, actor_name="anonymous", reason="no agent credential")
+            raise Unauthenticated("send the agent credential as 'Authorization: Bearer <credential>'")
+        principal = await services.agent_authenticator.authenticate(secret, now=services.context.clock.now())
+        if principal is None:
+            await record_auth_failure(request, actor_name="anonymous", reason="unknown agent credential")
+            raise Unauthenticated("the agent credential is not valid")
+        if principal.agent_id != request.path_params.get("agent_id"):
+            await record_auth_failure(
+                request,
+                actor_name=f"agent:{principal.name}",
+                reason="another agent's route",
+                permission=self.permission,
+            )
+            raise Forbidden("an agent can act only on its own routes")
+        if principal.status == AgentStatus.RETIRED:
+            raise Gone(f"agent {principal.name!r} is retired; stop polling")
+        return principal

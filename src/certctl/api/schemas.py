@@ -5,8 +5,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
+from certctl.domain.profiles import (
+    MAX_JITTER,
+    MAX_THRESHOLD_DAYS,
+    MAX_THRESHOLDS,
+    expiry_thresholds,
+    renewal_policy,
+)
+from certctl.domain.renewal import RenewalPolicy
 from certctl.pki.keys import KEY_SPECS
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._@:/+-]*$"
@@ -48,6 +64,12 @@ class CertificateCreate(Strict):
     tags: dict[str, str] = Field(default_factory=dict, max_length=50)
     environment: str = Field(default="", max_length=64)
     auto_renew: bool = True
+    targets: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=50,
+        description="Deploy to these targets: the serving agent generates the key (no CSR, no key_type)",
+    )
 
     @field_validator("key_type")
     @classmethod
@@ -76,6 +98,37 @@ class ExportRequest(Strict):
     include_key: bool = False
 
 
+class RenewalRules(Strict):
+    """When certificates under a profile renew; the rules of ``certctl.domain.profiles.renewal_policy``."""
+
+    mode: Literal["fraction", "window"] = Field(
+        default="fraction", description="fraction: after a share of the lifetime; window: before notAfter"
+    )
+    fraction: float | None = Field(
+        default=None, gt=0, lt=1, description="mode fraction: share of the lifetime (default 2/3)"
+    )
+    window_days: int | None = Field(
+        default=None, ge=1, le=3650, description="mode window: days before notAfter"
+    )
+    window_seconds: int | None = Field(
+        default=None, ge=60, le=3650 * 86400, description="mode window: seconds before notAfter"
+    )
+    jitter: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_JITTER,
+        description="share of the renewal window to spread by (default 0.1)",
+    )
+
+    def policy(self) -> RenewalPolicy:
+        return renewal_policy(self.model_dump(exclude_none=True))
+
+    @model_validator(mode="after")
+    def _coherent(self) -> RenewalRules:
+        self.policy()
+        return self
+
+
 class ProfileRules(Strict):
     allowed_key_algorithms: list[KeyAlgorithm] = Field(
         default_factory=lambda: list(DEFAULT_ALGORITHMS), min_length=1
@@ -95,6 +148,19 @@ class ProfileRules(Strict):
     requires_approval: bool = False
     allow_server_keygen: bool = True
     allow_ip_sans: bool = True
+    renewal: RenewalRules | None = Field(
+        default=None, description="when certificates renew; omitted: 2/3 of the lifetime"
+    )
+    expiry_thresholds_days: list[int] | None = Field(
+        default=None,
+        max_length=MAX_THRESHOLDS,
+        description=f"days before notAfter to warn at (0-{MAX_THRESHOLD_DAYS}); omitted: 30, 14, 7, 0",
+    )
+
+    @field_validator("expiry_thresholds_days")
+    @classmethod
+    def _thresholds(cls, value: list[int] | None) -> list[int] | None:
+        return None if value is None else list(expiry_thresholds(value))
 
     @model_validator(mode="after")
     def _consistent(self) -> ProfileRules:
@@ -102,7 +168,23 @@ class ProfileRules(Strict):
             raise ValueError("default_ttl_seconds cannot exceed max_ttl_seconds")
         if not set(self.default_ekus) <= set(self.allowed_ekus):
             raise ValueError("default_ekus must be a subset of allowed_ekus")
+        window = self.renewal.policy().window if self.renewal is not None else None
+        if window is not None and window.total_seconds() >= self.max_ttl_seconds:
+            raise ValueError("the renewal window must be shorter than max_ttl_seconds")
         return self
+
+    @model_serializer(mode="wrap")
+    def _stored_shape(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Optional rules left out are not stored (absent means the product default), and a renewal
+        rule keeps only the fields it was given."""
+        data: dict[str, Any] = handler(self)
+        if self.renewal is None:
+            data.pop("renewal", None)
+        elif isinstance(data.get("renewal"), dict):
+            data["renewal"] = {k: v for k, v in data["renewal"].items() if v is not None}
+        if self.expiry_thresholds_days is None:
+            data.pop("expiry_thresholds_days", None)
+        return data
 
 
 class ProfileCreate(Strict):

@@ -18,10 +18,12 @@ app = typer.Typer(
 
 
 def _register() -> None:
+    from certctl.agent.cli import app as agent_app
     from certctl.cli import admin, server_cmd
 
     server_cmd.register(app)
     app.add_typer(admin.app, name="admin")
+    app.add_typer(agent_app, name="agent")
     try:
         from certctl.cli.resources import register
     except ImportError:  # resource commands are optional in a stripped install

@@ -20,6 +20,10 @@ PREFIXES = {
     "policy": "pol",
     "job": "job",
     "ocsp_responder": "ocr",
+    "agent": "agt",
+    "enrol": "enr",
+    "target": "tgt",
+    "deploy": "dep",
 }
 
 

@@ -28,6 +28,8 @@ class EventType(StrEnum):
     REVOKED = "certificate.revoked"
     POLICY_BLOCKED = "policy.blocked"
     APPROVAL_REQUESTED = "approval.requested"
+    DEPLOYED = "deployment.succeeded"
+    DEPLOYMENT_FAILED = "deployment.failed"
     DIGEST = "digest"
     TEST = "test"
 
@@ -55,6 +57,8 @@ AUDIT_EVENTS: dict[str, tuple[EventType, Severity]] = {
     "certificate.revoke": (EventType.REVOKED, Severity.WARNING),
     "policy.blocked": (EventType.POLICY_BLOCKED, Severity.WARNING),
     "approval.request": (EventType.APPROVAL_REQUESTED, Severity.INFO),
+    "deployment.succeeded": (EventType.DEPLOYED, Severity.INFO),
+    "deployment.failed": (EventType.DEPLOYMENT_FAILED, Severity.CRITICAL),
 }
 """Audit actions that become notification events, with the event type and severity each one gets."""
 

@@ -11,7 +11,7 @@ Renewal Information window (RFC 9773 §4.2) the renewal happens at a point insid
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 
@@ -43,6 +43,18 @@ class SuggestedWindow:
 
 
 DEFAULT_POLICY = RenewalPolicy()
+
+
+def policy_for_lifetime(policy: RenewalPolicy, lifetime: timedelta) -> RenewalPolicy:
+    """The policy a certificate of this lifetime is scheduled with under a profile's policy.
+
+    A window at least as long as the lifetime would make every new version due the moment it is
+    issued, and so renew it again on each scan: such a certificate renews by the lifetime fraction
+    instead. Any other policy is returned unchanged.
+    """
+    if policy.window is not None and policy.window >= lifetime:
+        return replace(policy, window=None)
+    return policy
 
 
 def unit_interval(certificate_id: str, salt: str = "renewal") -> float:

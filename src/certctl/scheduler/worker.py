@@ -13,7 +13,9 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from certctl.domain.jobs import JobStatus
 from certctl.errors import CertctlError
+from certctl.observability.metrics import count_job_outcome
 from certctl.services.jobs import JobService
 
 log = logging.getLogger("certctl.scheduler")
@@ -74,12 +76,17 @@ class JobWorker:
             log.warning("job %s (%s) raised", job["id"], job["type"], exc_info=True)
             await self._fail(job, f"{type(exc).__name__}: {exc}")
         else:
-            if not await self._jobs.succeed(job=job, worker=self.name, result=result):
+            if await self._jobs.succeed(job=job, worker=self.name, result=result):
+                count_job_outcome(type=job["type"], outcome="succeeded")
+            else:
                 log.info("job %s ended after it was cancelled or recovered; not recorded", job["id"])
 
     async def _fail(self, job: dict[str, Any], error: str) -> None:
         status = await self._jobs.fail(job=job, worker=self.name, error=error)
         log.info("job %s attempt %s failed (%s): %s", job["id"], job["attempts"], status, error)
+        if status is not None:
+            outcome = "failed" if status == JobStatus.FAILED else "retried"
+            count_job_outcome(type=job["type"], outcome=outcome)
 
     async def _heartbeat(self, job_ids: list[str]) -> None:
         interval = self._jobs.lease.total_seconds() / 3

@@ -4,7 +4,8 @@ The request runs with the requester's identity and its grants *as they are now* 
 narrowed since the request was made no longer acts), and names the approver in the audit row of the
 change (``approved_by``, ``approval_id``). Its outcome is stored on the approval: ``result`` says what was
 made, or the error when the run failed, in which case the request ends ``failed`` with an
-``approval.fail`` audit row and the error goes back to the approver.
+``approval.fail`` audit row and the error goes back to the approver (a failed renewal also releases its
+certificate from ``RenewalInProgress``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from certctl.errors import CertctlError, Conflict, ValidationFailed
 from certctl.services.audit import Actor, RequestInfo, audit_record
 from certctl.services.catalog import CatalogService
 from certctl.services.context import ServiceContext
-from certctl.services.holds import Approved, Held
+from certctl.services.holds import Approved, Held, release_renewal
 from certctl.services.issuance import IssuanceService, Issued, IssueRequest
 from certctl.store.db import read_only, unit_of_work
 from certctl.store.repositories import approvals, audit, rows
@@ -165,6 +166,9 @@ class ApprovedRequestRunner:
                 outcome="failure",
             )
             await audit.append(uow.connection, [event])
+            await release_renewal(
+                uow.connection, self._ctx, approval=row, outcome="failed", actor=approver, info=info
+            )
 
 
 def _issued(outcome: Issued | Held) -> Issued:

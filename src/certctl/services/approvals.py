@@ -9,6 +9,8 @@ request ends ``failed`` with the error in ``result`` and the approver gets that 
 
 Expiry is lazy (every read or decision first expires what is due) and also swept by the server's
 maintenance loop, so an expired request is ``expired`` in lists and the dashboard within seconds.
+A renewal that is rejected or expires releases its certificate from ``RenewalInProgress`` in the same
+transaction (:func:`certctl.services.holds.release_renewal`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from certctl.services.approval_runs import ApprovedRequestRunner
 from certctl.services.audit import SYSTEM, Actor, RequestInfo, audit_record
 from certctl.services.catalog import CatalogService
 from certctl.services.context import ServiceContext
-from certctl.services.holds import Held, changed_fields, hold, requires_approval
+from certctl.services.holds import Held, changed_fields, hold, release_renewal, requires_approval
 from certctl.services.issuance import IssuanceService
 from certctl.services.visibility import require_on_catalog
 from certctl.store.db import read_only, unit_of_work
@@ -89,7 +91,8 @@ class ApprovalService:
         return await self._decide(row, actor, ApprovalStatus.REJECTED, note, info)
 
     async def expire_due(self) -> int:
-        """Expire every pending request past its time, each with an ``approval.expire`` audit row."""
+        """Expire every pending request past its time, each with an ``approval.expire`` audit row; an
+        expired renewal releases its certificate."""
         now = self._ctx.clock.now()
         async with unit_of_work(self._ctx.engine) as uow:
             expired = await approvals.expire_due(uow.connection, now=now)
@@ -110,6 +113,10 @@ class ApprovalService:
                 for row in expired
             ]
             await audit.append(uow.connection, events)
+            for row in expired:
+                await release_renewal(
+                    uow.connection, self._ctx, approval=row, outcome="expired", actor=SYSTEM
+                )
         return len(expired)
 
     async def hold_profile_change(
@@ -240,6 +247,10 @@ class ApprovalService:
                 },
             )
             await audit.append(uow.connection, [event])
+            if status == ApprovalStatus.REJECTED:
+                await release_renewal(
+                    uow.connection, self._ctx, approval=decided, outcome="rejected", actor=actor, info=info
+                )
         return decided
 
 

@@ -8,13 +8,17 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from certctl.auth.agents import AgentAuthenticator
 from certctl.auth.api_keys import KeyAuthenticator
 from certctl.connectors.issuers.base import discover_issuers
+from certctl.domain.agents import DeploymentReason
 from certctl.domain.clock import Clock, SystemClock
 from certctl.domain.revocation import CrlSchedule
 from certctl.errors import ValidationFailed
 from certctl.keys.envelope import MasterKey
 from certctl.services.access_control import AccessControlService
+from certctl.services.agent_work import AgentWorkService
+from certctl.services.agents import AgentService
 from certctl.services.api_keys import ApiKeyService
 from certctl.services.approvals import ApprovalService
 from certctl.services.ca_material import CaMaterialCache
@@ -22,6 +26,7 @@ from certctl.services.cas import CaService
 from certctl.services.catalog import ISSUERS, OWNERS, PROFILES, TEAMS, CatalogService
 from certctl.services.context import ServiceContext
 from certctl.services.crls import CrlService
+from certctl.services.deployments import DeploymentService
 from certctl.services.holds import approval_tier_guard
 from certctl.services.inventory import InventoryService
 from certctl.services.issuance import IssuanceService
@@ -34,6 +39,7 @@ from certctl.services.ocsp import OcspService
 from certctl.services.policies import PolicyService
 from certctl.services.renewals import RenewalService
 from certctl.services.revocation import RevocationService
+from certctl.services.targets import TargetService
 from certctl.store.repositories import rows
 
 
@@ -63,6 +69,11 @@ class Services:
     notification_config: NotificationConfigService
     notifications: NotificationService
     notification_producer: NotificationProducer
+    agent_authenticator: AgentAuthenticator
+    agents: AgentService
+    targets: TargetService
+    deployments: DeploymentService
+    agent_work: AgentWorkService
 
     def invalidate_caches(self) -> None:
         self.profile_cache.invalidate()
@@ -126,6 +137,14 @@ def build_services(
     issuance = IssuanceService(context, ca_cache, profile_cache, issuer_cache, policies=policies)
     notification_config = NotificationConfigService(context)
     notifications = NotificationService(context, notification_config)
+    targets = TargetService(context)
+    deployments = DeploymentService(
+        context, issuance=issuance, targets=targets, profiles=profile_cache, issuers=issuer_cache
+    )
+
+    async def request_agent_keys(certificate_id: str) -> int:
+        return await deployments.request_keys(certificate_id=certificate_id, reason=DeploymentReason.RENEWAL)
+
     return Services(
         context=context,
         authenticator=authenticator,
@@ -149,8 +168,13 @@ def build_services(
         ocsp=ocsp,
         revocation=RevocationService(context, crls, on_revoked=ocsp.invalidate),
         jobs=JobService(context),
-        renewals=RenewalService(context, issuance),
+        renewals=RenewalService(context, issuance, request_agent_keys=request_agent_keys),
         notification_config=notification_config,
         notifications=notifications,
         notification_producer=NotificationProducer(context, notifications, NotificationSchedule()),
+        agent_authenticator=AgentAuthenticator(engine),
+        agents=AgentService(context),
+        targets=targets,
+        deployments=deployments,
+        agent_work=AgentWorkService(context, issuance=issuance, targets=targets, profiles=profile_cache),
     )

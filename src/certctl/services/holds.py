@@ -8,6 +8,10 @@ requester, passing :class:`Approved` so it is not held a second time.
 
 Nothing secret goes into a payload: a CSR is public, and a key the server generates is made only when the
 approved request runs (and then sealed like any other).
+
+A held automatic renewal leaves its certificate ``RenewalInProgress``; when the request ends without a
+renewal (rejected, expired, or its approved run failed) :func:`release_renewal` puts the certificate back
+to the status its validity gives, in the transaction that ends the request.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from certctl.domain.approvals import ApprovalKind, ApprovalStatus, expiry_of
 from certctl.domain.ids import new_id
+from certctl.domain.lifecycle import CertificateStatus, status_for_validity
 from certctl.errors import Conflict
 from certctl.services.audit import Actor, RequestInfo, audit_record
 from certctl.services.catalog import Hook
 from certctl.services.context import ServiceContext
 from certctl.store.db import unit_of_work
-from certctl.store.repositories import approvals, audit, certificates
+from certctl.store.repositories import approvals, audit, certificates, renewals
 
 if TYPE_CHECKING:
     from certctl.services.issuance import IssueRequest
@@ -204,6 +209,58 @@ async def hold_renewal(
         issuer_id=certificate["issuer_id"],
         resource_id=certificate["id"],
     )
+
+
+async def release_renewal(
+    connection: AsyncConnection,
+    context: ServiceContext,
+    *,
+    approval: Mapping[str, Any],
+    outcome: str,
+    actor: Actor,
+    info: RequestInfo | None = None,
+) -> bool:
+    """A held renewal that will not happen (``outcome``: rejected, expired, failed): a certificate still
+    ``RenewalInProgress`` on the version it was held for goes back to the status its validity gives, and
+    that version leaves the automatic scan (as when a renewal job is cancelled; renewing by hand still
+    works, and the next version is scheduled normally). Audited as ``certificate.renewal_released``.
+    True when the certificate was released; anything else (not a renewal, renewed meanwhile) is left."""
+    if approval["kind"] != ApprovalKind.RENEW or not approval["resource_id"]:
+        return False
+    current = await certificates.get(connection, approval["resource_id"])
+    if (
+        current is None
+        or current["status"] != CertificateStatus.RENEWAL_IN_PROGRESS
+        or current["not_after"] is None
+        or not current["current_version_id"]
+    ):
+        return False
+    now = context.clock.now()
+    status = status_for_validity(
+        not_after=current["not_after"],
+        now=now,
+        expiring_within=context.expiring_within,
+        renewal_due_at=current["renewal_due_at"],
+    )
+    released = await renewals.stand_down(
+        connection,
+        certificate_id=current["id"],
+        version_id=current["current_version_id"],
+        status=str(status),
+        now=now,
+    )
+    if released:
+        event = audit_record(
+            actor=actor,
+            action="certificate.renewal_released",
+            resource_type="certificate",
+            resource_id=current["id"],
+            at=now,
+            request=info,
+            details={"approval_id": approval["id"], "approval": outcome, "status": str(status)},
+        )
+        await audit.append(connection, [event])
+    return released
 
 
 def changed_fields(current: Mapping[str, Any], proposed: Mapping[str, Any]) -> list[str]:

@@ -13,7 +13,7 @@ from certctl.domain import profiles as profile_rules
 from certctl.domain.ids import new_id
 from certctl.domain.lifecycle import CertificateStatus, status_for_validity
 from certctl.domain.profiles import Profile
-from certctl.domain.renewal import DEFAULT_POLICY, renewal_due_at
+from certctl.domain.renewal import RenewalPolicy, policy_for_lifetime, renewal_due_at
 from certctl.errors import (
     Conflict,
     NameConstraintViolation,
@@ -127,7 +127,7 @@ class IssuanceService:
             )
         version, _ = self._sign(ca, subject, now, validity, ekus, profile, new_id("certificate"))
         certificate_id = version["certificate_id"]
-        due_at = _renewal_due(version)
+        due_at = _renewal_due(version, profile.renewal)
         status = status_for_validity(
             not_after=version["not_after"],
             now=now,
@@ -249,7 +249,7 @@ class IssuanceService:
                     info=info,
                 )
             version, _ = self._sign(ca, subject, now, validity, ekus, profile, current["id"])
-            due_at = _renewal_due(version)
+            due_at = _renewal_due(version, profile.renewal)
             status = status_for_validity(
                 not_after=version["not_after"],
                 now=now,
@@ -278,7 +278,7 @@ class IssuanceService:
                 [
                     audit_record(
                         actor=actor,
-                        action="certificate.renew",
+                        action="certificate.renew" if previous is not None else "certificate.issue",
                         resource_type="certificate",
                         resource_id=current["id"],
                         at=now,
@@ -410,13 +410,15 @@ class IssuanceService:
         return version, certificate
 
 
-def _renewal_due(version: dict[str, Any]) -> Any:
+def _renewal_due(version: dict[str, Any], policy: RenewalPolicy) -> Any:
     """Stored with each version so the renewal scan is an indexed range query (auto_renew is checked
-    by the scan, so turning it back on later needs no recomputation)."""
+    by the scan, so turning it back on later needs no recomputation). ``policy`` is the profile's as it
+    is when the version is issued: a later change of the profile applies from the next version on."""
+    lifetime = version["not_after"] - version["not_before"]
     return renewal_due_at(
         not_before=version["not_before"],
         not_after=version["not_after"],
-        policy=DEFAULT_POLICY,
+        policy=policy_for_lifetime(policy, lifetime),
         certificate_id=version["certificate_id"],
     )
 

@@ -4,8 +4,9 @@
   are read back from the audit trail, which each of those use cases writes in its own transaction: the
   trail is the outbox, so an event is never lost between a commit and a send. A cursor plus an overlap
   window covers transactions that commit late; the job dedup key (the audit event id) drops repeats.
-- **Expiry thresholds** (default 30, 14, 7, 0 days): the tightest threshold a live certificate's
-  current version is within, once per (version, threshold).
+- **Expiry thresholds** (default 30, 14, 7, 0 days, or the certificate's profile's own
+  ``expiry_thresholds_days``): the tightest threshold a live certificate's current version is within,
+  once per (version, threshold).
 - **The daily digest** at ``digest_hour`` UTC: what expires within 14 days, what failed, what changed.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -31,8 +33,9 @@ from certctl.domain.notifications import (
 )
 from certctl.services.context import ServiceContext
 from certctl.services.notifications import NotificationService
+from certctl.services.profiles import profile_thresholds
 from certctl.store.db import unit_of_work
-from certctl.store.repositories import notifications
+from certctl.store.repositories import notifications, rows
 
 AUDIT_OVERLAP = timedelta(minutes=2)
 FIRST_LOOKBACK = timedelta(minutes=10)
@@ -44,6 +47,7 @@ DIGEST_WINDOW = timedelta(days=14)
 @dataclass(frozen=True)
 class NotificationSchedule:
     thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS
+    """Expiry thresholds of certificates whose profile does not set its own."""
     expiry_interval: timedelta = timedelta(minutes=5)
     digest_hour: int = 7
     """UTC hour after which the day's digest goes out (once a day)."""
@@ -59,6 +63,8 @@ def audit_event(row: dict[str, Any], certificate: dict[str, Any] | None) -> Even
         EventType.REVOKED: f"Certificate {name} revoked",
         EventType.POLICY_BLOCKED: f"Policy blocked a certificate request for {name}",
         EventType.APPROVAL_REQUESTED: f"Approval requested: {details.get('summary') or name}",
+        EventType.DEPLOYED: f"Certificate {name} deployed to {details.get('target', 'a target')}",
+        EventType.DEPLOYMENT_FAILED: f"Deployment of {name} to {details.get('target', 'a target')} failed",
     }
     summary = "; ".join(f"{k}: {v}" for k, v in details.items() if isinstance(v, str | int | float))
     return Event(
@@ -141,21 +147,32 @@ class NotificationProducer:
         return created
 
     async def scan_expiry(self, *, now: datetime) -> int:
-        horizon = now + timedelta(days=max(self.schedule.thresholds))
+        """Warn about each live certificate at the thresholds of its profile (or the schedule's)."""
         async with unit_of_work(self._ctx.engine) as uow:
+            by_profile = await self._profile_thresholds(uow.connection)
+            widest = max((max(days, default=0) for days in by_profile.values()), default=0)
+            horizon = now + timedelta(days=max(widest, *self.schedule.thresholds, 0))
             found = await notifications.expiring(
                 uow.connection, not_before=now - timedelta(days=2), horizon=horizon, limit=EXPIRY_PAGE
             )
             events = []
             for certificate in found:
-                days = crossed_threshold(
-                    not_after=certificate["not_after"], now=now, thresholds=self.schedule.thresholds
-                )
+                thresholds = by_profile.get(certificate["profile_id"], self.schedule.thresholds)
+                days = crossed_threshold(not_after=certificate["not_after"], now=now, thresholds=thresholds)
                 if days is not None:
                     events.append(expiry_event(certificate, days, now))
             created = await self._service.dispatch(uow.connection, events)
             await notifications.move_cursor(uow.connection, "expiry", now)
         return created
+
+    async def _profile_thresholds(self, connection: AsyncConnection) -> Mapping[str, tuple[int, ...]]:
+        """Profile id -> its own expiry thresholds, for the profiles that set them (few rows, read whole)."""
+        found: dict[str, tuple[int, ...]] = {}
+        for row in await rows.list_all(connection, rows.PROFILES):
+            days = profile_thresholds(row)
+            if days is not None:
+                found[str(row["id"])] = days
+        return found
 
     async def send_digest(self, *, now: datetime, force: bool = False) -> int:
         """Once a day after ``digest_hour``: a summary to the channels whose rules name ``digest``."""

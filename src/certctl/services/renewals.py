@@ -7,6 +7,7 @@ racing a manual renewal, renews the certificate at most once and reports the oth
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,11 +36,18 @@ class ScanPage:
 
 class RenewalService:
     def __init__(
-        self, context: ServiceContext, issuance: IssuanceService, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS
+        self,
+        context: ServiceContext,
+        issuance: IssuanceService,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        request_agent_keys: Callable[[str], Awaitable[int]] | None = None,
     ) -> None:
         self._ctx = context
         self._issuance = issuance
         self.max_attempts = max_attempts
+        self._request_agent_keys = request_agent_keys
+        """Renewal of an agent-keyed certificate: ask its agent for a new key instead of signing here."""
 
     async def enqueue_due_page(
         self, *, now: datetime, after: tuple[datetime, str] | None, limit: int
@@ -83,6 +91,9 @@ class RenewalService:
         if not current["auto_renew"]:
             await self._stand_down(current)
             return {"outcome": "skipped", "reason": "auto-renew is off"}
+        if current.get("key_agent_id") and self._request_agent_keys is not None:
+            opened = await self._request_agent_keys(certificate_id)
+            return {"outcome": "key_requested", "agent_id": current["key_agent_id"], "targets": opened}
         try:
             renewed = await self._issuance.renew(
                 certificate_ref=certificate_id, csr_pem=None, actor=SYSTEM, expected_version_id=version_id

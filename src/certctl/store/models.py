@@ -151,6 +151,9 @@ class ManagedCertificate(Base):
     not_after: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     renewal_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
     """When the renewal scan enqueues this certificate (``certctl.domain.renewal``); NULL: never."""
+    key_agent_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    """The agent that generates and holds this certificate's private keys; NULL: the server or the
+    requester (CSR) does."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
@@ -426,3 +429,100 @@ class NotificationCursor(Base):
     __tablename__ = "notification_cursors"
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     position: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Agent(Base):
+    """A host running ``certctl agent``. Its credential is stored as SHA-256 only; after a rotation the
+    previous one stays valid for a short grace period so a lost response does not lock the agent out."""
+
+    __tablename__ = "agents"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(20))
+    proxy: Mapped[bool] = mapped_column(Boolean, default=False)
+    hostname: Mapped[str] = mapped_column(String(255), default="")
+    os: Mapped[str] = mapped_column(String(100), default="")
+    arch: Mapped[str] = mapped_column(String(50), default="")
+    version: Mapped[str] = mapped_column(String(50), default="")
+    credential_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    previous_credential_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    previous_valid_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    credential_rotated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    retired_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class AgentEnrolmentToken(Base):
+    """A one-time token that lets one host enrol as an agent; SHA-256 at rest, single use, expires."""
+
+    __tablename__ = "agent_enrolment_tokens"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    proxy: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    agent_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class Target(Base):
+    """Where certificates get deployed, served by one agent. ``options`` are shown; ``secrets_sealed``
+    (keystore passwords, SSH keys) is sealed with the master key and decrypted only for that agent."""
+
+    __tablename__ = "targets"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    type: Mapped[str] = mapped_column(String(40))
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id"), index=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    secrets_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    check_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_check: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """The agent's last test of this target: ``{"ok": bool, "message": str, "at": iso time}``."""
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CertificateTarget(Base):
+    """A certificate is deployed to this target after every issuance and renewal."""
+
+    __tablename__ = "certificate_targets"
+    certificate_id: Mapped[str] = mapped_column(
+        ForeignKey("managed_certificates.id", ondelete="CASCADE"), primary_key=True
+    )
+    target_id: Mapped[str] = mapped_column(
+        ForeignKey("targets.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Deployment(Base):
+    """One certificate version going to one target: the agent's work queue and the deployment history.
+    ``version_id`` NULL means the agent must first generate a key and have it certified."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (
+        Index("ix_deployments_agent_id_status", "agent_id", "status"),
+        Index("ix_deployments_certificate_id_created_at", "certificate_id", "created_at"),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    certificate_id: Mapped[str] = mapped_column(ForeignKey("managed_certificates.id", ondelete="CASCADE"))
+    target_id: Mapped[str] = mapped_column(ForeignKey("targets.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[str] = mapped_column(String(40))
+    version_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    reason: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    served_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    steps: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

@@ -2,7 +2,10 @@
 
 Pages are plain HTML with htmx for the live search (no build step, no inline script or style, so a strict
 Content-Security-Policy holds). Every page needs a signed-in session holding ``cert.read``; a visitor
-without a session is sent to ``/login``, a session without the permission sees a 403 page.
+without a session is sent to ``/login``, a session without the permission sees a 403 page. Pages beyond
+the inventory (approvals, jobs, notifications) also need the API's read permission for what they show,
+and their buttons post a form that must carry the session's CSRF token and the API's permission for the
+action.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from certctl.services.container import Services
 from certctl.store.repositories.certificates import CertificateQuery
 from certctl.web import sessions
 from certctl.web.approvals import ApprovalsPage
+from certctl.web.jobs import JobsPage
+from certctl.web.notifications import NotificationsPage
 from certctl.web.pages import (
     STATUSES,
     ListFilters,
@@ -35,13 +40,14 @@ from certctl.web.sessions import WebSession
 CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
 PAGE_HEADERS = {"Content-Security-Policy": CSP, "Cache-Control": "no-store", "Vary": "Cookie, HX-Request"}
 READ = "cert.read"
-NEXT_ALLOWED = ("/dashboard", "/certificates", "/approvals")
+NEXT_ALLOWED = ("/dashboard", "/certificates", "/approvals", "/jobs", "/notifications")
 FORM_LIMIT = 16_384
 
 
 def install(app: FastAPI, services: Services) -> None:
     """Add the dashboard routes (hidden from the OpenAPI schema) to ``app``."""
     dashboard = Dashboard(services)
+    jobs, notifications = JobsPage(dashboard), NotificationsPage(dashboard)
     for path, endpoint, methods in (
         ("/", dashboard.root, ["GET"]),
         ("/login", dashboard.login_form, ["GET"]),
@@ -51,6 +57,11 @@ def install(app: FastAPI, services: Services) -> None:
         ("/certificates", dashboard.certificate_list, ["GET"]),
         ("/certificates/{ref}", dashboard.certificate_detail, ["GET"]),
         ("/approvals", ApprovalsPage(dashboard).show, ["GET"]),
+        ("/jobs", jobs.list, ["GET"]),
+        ("/jobs/{job_id}", jobs.detail, ["GET"]),
+        ("/jobs/{job_id}/cancel", jobs.cancel, ["POST"]),
+        ("/notifications", notifications.show, ["GET"]),
+        ("/notifications/deliveries/{job_id}/requeue", notifications.requeue, ["POST"]),
         ("/static/{name}", dashboard.static, ["GET"]),
     ):
         app.add_api_route(path, endpoint, methods=methods, include_in_schema=False)
@@ -150,6 +161,52 @@ class Dashboard:
             )
             return await self.error(request, session, 403, "Permission denied", message)
         return session
+
+    async def require_permission(
+        self, request: Request, permission: str, *, purpose: str
+    ) -> WebSession | Response:
+        """Like :meth:`require`, and the session must also hold ``permission`` (``purpose`` says for what)."""
+        session = await self.require(request)
+        if isinstance(session, Response) or session.can(permission):
+            return session
+        message = f"The key '{session.key_name}' lacks the permission '{permission}' needed {purpose}."
+        return await self.error(request, session, 403, "Permission denied", message)
+
+    async def require_action(
+        self, request: Request, permission: str, *, purpose: str, back: str
+    ) -> WebSession | Response:
+        """A button's POST: a live session (else sign-in, then back to the page ``back``), the session's
+        CSRF token in the form or header, and ``cert.read`` plus ``permission``."""
+        session = await self.store.resolve(request.cookies.get(sessions.SESSION_COOKIE))
+        if session is None:
+            response = RedirectResponse(
+                f"/login?next={quote(safe_next(back), safe='')}", status_code=303, headers=PAGE_HEADERS
+            )
+            if request.cookies.get(sessions.SESSION_COOKIE):
+                clear_session_cookies(response)
+            return response
+        form = await read_form(request)
+        presented = request.headers.get(sessions.CSRF_HEADER) or form.get(sessions.CSRF_FIELD)
+        if not sessions.token_matches(presented, session.csrf_sha256):
+            message = (
+                "This request could not be verified (its CSRF token is missing or wrong). Reload the page."
+            )
+            return await self.error(request, session, 403, "Request refused", message)
+        for needed in (READ, permission):
+            if not session.can(needed):
+                message = f"The key '{session.key_name}' lacks the permission '{needed}' needed {purpose}."
+                return await self.error(request, session, 403, "Permission denied", message)
+        return session
+
+    @staticmethod
+    def audit_info(request: Request) -> RequestInfo:
+        """The request's client and id for the audit row of an action taken from a page."""
+        return request_info(request)
+
+    @staticmethod
+    def see_other(target: str) -> Response:
+        """After a button's POST: back to a page with a GET (so a reload does not post again)."""
+        return RedirectResponse(target, status_code=303, headers=PAGE_HEADERS)
 
     async def root(self, request: Request) -> Response:
         session = await self.store.resolve(request.cookies.get(sessions.SESSION_COOKIE))

@@ -62,6 +62,8 @@ async def update_profile(
     actor: Actor = Depends(Need("profile.edit")),
 ) -> Any:
     values = _no_nulls(body.model_dump(exclude_unset=True))
+    if body.rules is not None:
+        values["rules"] = body.rules.model_dump()  # the whole rule set: rules left out take their defaults
     held = await services.approvals.hold_profile_change(ref=ref, values=values, actor=actor, info=info)
     if held is not None:
         return held_response(held)

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import JSONResponse
 
 from certctl.api.deps import InfoDep, Need, ServicesDep
 from certctl.api.references import resolve_ref
@@ -14,6 +15,7 @@ from certctl.api.schemas import CertificateCreate, CertificateUpdate, ExportRequ
 from certctl.api.serialize import jsonable
 from certctl.errors import ValidationFailed
 from certctl.services.audit import Actor
+from certctl.services.deployments import AgentKeyedRequest
 from certctl.services.holds import Held
 from certctl.services.issuance import Issued, IssueRequest
 from certctl.store.repositories import rows
@@ -87,6 +89,8 @@ async def create_certificate(
 ) -> Any:
     if body.validity_days is not None and body.validity_seconds is not None:
         raise ValidationFailed("give validity_days or validity_seconds, not both")
+    if body.targets is not None:
+        return await _create_agent_keyed(body, services, info, actor)
     validity = None
     if body.validity_days is not None:
         validity = timedelta(days=body.validity_days)
@@ -110,6 +114,33 @@ async def create_certificate(
         source="api",
     )
     return _issued(await services.issuance.issue(request=request, actor=actor, info=info))
+
+
+async def _create_agent_keyed(body: CertificateCreate, services: Any, info: Any, actor: Actor) -> Any:
+    extras = [
+        f
+        for f in ("csr", "key_type", "validity_days", "validity_seconds", "ekus")
+        if getattr(body, f) is not None
+    ]
+    if extras:
+        raise ValidationFailed(
+            f"a certificate deployed to targets takes no {', '.join(extras)}: its agent makes the key"
+        )
+    request = AgentKeyedRequest(
+        name=body.name,
+        issuer=body.issuer,
+        profile=body.profile,
+        targets=tuple(body.targets or ()),
+        common_name=body.common_name,
+        sans=tuple(body.sans),
+        owner_id=await resolve_ref(services, rows.OWNERS, "owner", body.owner),
+        team_id=await resolve_ref(services, rows.TEAMS, "team", body.team),
+        tags=body.tags,
+        environment=body.environment,
+        auto_renew=body.auto_renew,
+    )
+    created = await services.deployments.create_agent_keyed(request=request, actor=actor, info=info)
+    return JSONResponse(jsonable(created), status_code=202)
 
 
 @router.get("/{ref}")
@@ -158,6 +189,11 @@ async def renew_certificate(
     body: RenewRequest | None = None,
     actor: Actor = Depends(Need("cert.renew")),
 ) -> Any:
+    requested = await services.deployments.renew_agent_keyed(certificate_ref=ref, actor=actor, info=info)
+    if requested is not None:
+        if body is not None and body.csr is not None:
+            raise ValidationFailed("this certificate's keys are made by its agent: renew it without a CSR")
+        return JSONResponse({"status": "key_requested", "targets": requested}, status_code=202)
     issued = await services.issuance.renew(
         certificate_ref=ref, csr_pem=body.csr if body else None, actor=actor, info=info
     )

@@ -1,8 +1,9 @@
 """Operator commands for the server's resources, spoken over the REST API only.
 
 :func:`register` adds the sub-apps (``certs``, ``issuers``, ``profiles``, ``cas``, ``teams``,
-``owners``, ``keys``, ``audit``) and ``whoami`` to the main ``certctl`` app. Nothing here imports the
-server side (store, services, api): an import-linter contract keeps this package a pure HTTP client.
+``owners``, ``keys``, ``audit``, ``agents``, ``targets``, ...) and ``whoami`` to the main ``certctl``
+app. Nothing here imports the server side (store, services, api): an import-linter contract keeps this
+package a pure HTTP client.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import typer
 
 from certctl.cli.resources import (
+    agents,
     approvals,
     audit,
     cas,
     catalog,
     certs,
+    deployments,
     jobs,
     keys,
     notifications,
@@ -22,6 +25,7 @@ from certctl.cli.resources import (
     profiles,
     revocation,
     roles,
+    targets,
 )
 
 __all__ = ["register"]
@@ -30,6 +34,7 @@ __all__ = ["register"]
 def register(app: typer.Typer) -> None:
     """Attach every resource command group to ``app``."""
     revocation.attach(certs.app)
+    deployments.attach(certs.app)
     app.add_typer(certs.app, name="certs")
     app.add_typer(catalog.issuers, name="issuers")
     app.add_typer(profiles.app, name="profiles")
@@ -43,4 +48,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(notifications.app, name="notifications")
     app.add_typer(approvals.app, name="approvals")
     app.add_typer(audit.app, name="audit")
+    app.add_typer(agents.app, name="agents")
+    app.add_typer(targets.app, name="targets")
     app.command("whoami")(keys.whoami)

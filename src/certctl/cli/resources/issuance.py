@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 
 from certctl.cli.client import api_path
 from certctl.cli.output import note, print_detail
+from certctl.cli.resources import deployments
 from certctl.cli.resources.approvals import is_held, show_held
 from certctl.cli.resources.common import Api, UsageError, api_command, parse_pairs
 from certctl.cli.resources.files import STDOUT, check_writable, read_pem, remove_quietly, write_file
@@ -155,6 +156,9 @@ def issue(
         bool, typer.Option("--auto-renew/--no-auto-renew", help="Renew before expiry.")
     ] = True,
     cert_out: CertOutOption = None,
+    target: Annotated[
+        list[str] | None, typer.Option("--target", help="Deploy to this target; its agent makes the key.")
+    ] = None,
 ) -> None:
     """Issue a new managed certificate."""
     sans = san or []
@@ -170,6 +174,11 @@ def issue(
         "environment": environment,
         "auto_renew": auto_renew,
     }
+    if target:
+        flags = {"--csr": csr, "--generate-csr": generate_csr, "--key-type": key_type, "--key-out": key_out,
+                 "--cert-out": cert_out, "--validity-days": validity_days}  # fmt: skip
+        deployments.issue_to_targets(api, body | {"sans": sans}, targets=target, key_flags=flags)
+        return
     _check_key_type(key_type)
     if csr is not None and generate_csr:
         raise UsageError("--csr and --generate-csr exclude each other")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -69,11 +69,9 @@ async def claim(
         .order_by(JOBS.c.run_after, JOBS.c.id)
         .limit(limit)
     )
-    if connection.dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
     statement = (
         update(JOBS)
-        .where(JOBS.c.id.in_(candidates.scalar_subquery()), JOBS.c.status == JobStatus.PENDING)
+        .where(claimable(connection, JOBS.c.id, candidates), JOBS.c.status == JobStatus.PENDING)
         .values(
             status=JobStatus.RUNNING,
             locked_by=worker,
@@ -84,6 +82,16 @@ async def claim(
         .returning(*JOBS.c)
     )
     return [dict(row) for row in (await connection.execute(statement)).mappings()]
+
+
+def claimable(connection: AsyncConnection, column: Any, candidates: Select[Any]) -> ColumnElement[bool]:
+    """``column`` is one of the candidate ids. On PostgreSQL the candidates are locked with ``FOR UPDATE
+    SKIP LOCKED`` in a materialized CTE: as an ``IN (subquery)`` the planner may run the subquery again
+    per row, so one claim could take more than its LIMIT."""
+    if connection.dialect.name != "postgresql":
+        return column.in_(candidates.scalar_subquery())  # type: ignore[no-any-return]
+    cte = candidates.with_for_update(skip_locked=True).cte("claimable").prefix_with("MATERIALIZED")
+    return column == cte.c[0]  # type: ignore[no-any-return]
 
 
 def _held_by(job_id: str, worker: str) -> ColumnElement[bool]:
@@ -223,3 +231,17 @@ async def list_jobs(connection: AsyncConnection, query: JobQuery) -> tuple[list[
 async def count_by_status(connection: AsyncConnection, *, type: str) -> dict[str, int]:
     statement = select(JOBS.c.status, func.count()).where(JOBS.c.type == type).group_by(JOBS.c.status)
     return {str(status): int(n) for status, n in (await connection.execute(statement)).all()}
+
+
+async def count_by_type_and_status(
+    connection: AsyncConnection, *, statuses: Sequence[str]
+) -> dict[tuple[str, str], int]:
+    """Jobs in these statuses per (type, status), in one grouped count (the metrics scrape)."""
+    statement = (
+        select(JOBS.c.type, JOBS.c.status, func.count())
+        .where(JOBS.c.status.in_(list(statuses)))
+        .group_by(JOBS.c.type, JOBS.c.status)
+    )
+    return {
+        (str(kind), str(status)): int(n) for kind, status, n in (await connection.execute(statement)).all()
+    }

@@ -1,0 +1,1 @@
+"""How the agent puts certificate material into the servers that use it."""
