@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     ocsp_sign_with_ca: bool = Field(
         default=False, description="Sign OCSP responses with the CA key instead of a delegated responder."
     )
+    acme_http01_port: int = Field(default=80, ge=1, le=65535, description="Port http-01 is validated on.")
+    acme_dns_resolver: str | None = Field(
+        default=None, description="host:port of the DNS server ACME validation resolves names with."
+    )
+    acme_default_profile: str = Field(default="default", description="Profile served at /acme/directory.")
+    acme_terms_of_service: str | None = Field(default=None, description="URL of the ACME terms of service.")
+    acme_issuer: str | None = Field(
+        default=None, description="Issuer ACME signs with (default: the only one)."
+    )
 
     @field_validator("bootstrap_token")
     @classmethod

@@ -162,11 +162,14 @@ def test_agent_deploys_renews_and_rolls_back_on_nginx(
     assert "reload refused" in history[0]["message"]
     assert [h["status"] for h in history[1:3]] == ["succeeded", "succeeded"]
 
+    def alerts() -> list[dict[str, Any]]:
+        received = [r.json() for r in receiver.on("/webhook")]
+        return [a for a in received if a["certificate_id"] == certificate_id]
+
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and not receiver.on("/webhook"):
+    while time.monotonic() < deadline and not alerts():
         time.sleep(0.5)
-    [alert] = receiver.on("/webhook")
-    payload = alert.json()
+    [payload] = alerts()
     assert payload["type"] == "deployment.failed" and payload["severity"] == "critical"
     assert payload["certificate_id"] == certificate_id and "reload refused" in payload["details"]["message"]
 

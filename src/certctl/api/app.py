@@ -29,6 +29,7 @@ from certctl.api.routers import (
     targets,
 )
 from certctl.errors import NotFound
+from certctl.protocols.acme.routes import install as install_acme_routes
 from certctl.protocols.crl.http import install as install_crl_routes
 from certctl.protocols.ocsp.http import OcspEndpoint
 from certctl.services.container import Services
@@ -76,6 +77,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     _mount_public(app, services)
+    install_acme_routes(app, services)
     if web:
         from certctl.web.routes import install as install_web
 

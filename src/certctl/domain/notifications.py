@@ -116,8 +116,13 @@ class Rule:
     channel_ids: tuple[str, ...]
     team_id: str | None = None
     owner_id: str | None = None
+    created_at: datetime | None = None
+    """A rule is not retroactive: events that happened before it existed are not routed to it (the
+    audit scan re-reads a short overlap, which would otherwise reach rules made a moment ago)."""
 
     def matches(self, event: Event) -> bool:
+        if self.created_at is not None and event.occurred_at < self.created_at:
+            return False
         if self.event_types:
             if str(event.type) not in self.event_types:
                 return False

@@ -13,7 +13,9 @@ import secrets
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from certctl.errors import ConfigurationError
 
@@ -30,6 +32,12 @@ class MasterKey:
         if len(key) != 32:
             raise ConfigurationError("the master key must be 32 bytes (base64-encoded in env or file)")
         self._aead = AESGCM(key)
+        self._key = key
+
+    def derive(self, *, purpose: str) -> bytes:
+        """A 32-byte subkey for one purpose (HKDF-SHA256, RFC 5869), e.g. the ACME nonce MAC key: the
+        same on every replica that shares the master key, and useless for anything else."""
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(self._key)
 
     def __repr__(self) -> str:
         return "MasterKey(<redacted>)"

@@ -27,6 +27,7 @@ from certctl.errors import ConfigurationError
 from certctl.keys.envelope import MasterKey, load_master_key
 from certctl.scheduler.runner import scheduler_loop, worker_loop
 from certctl.server.tls_files import TlsFiles, ensure_tls, server_ssl_context
+from certctl.services.acme import AcmeConfig
 from certctl.services.container import Services, build_services
 from certctl.settings import Settings
 from certctl.store.db import make_engine, migrate, unit_of_work
@@ -75,6 +76,13 @@ def services_for(settings: Settings, master_key: MasterKey, *, pool_size: int = 
         approval_ttl=timedelta(hours=settings.approval_ttl_hours),
         crl_keep_expired=settings.crl_keep_expired,
         ocsp_sign_with_ca=settings.ocsp_sign_with_ca,
+        acme=AcmeConfig(
+            default_profile=settings.acme_default_profile,
+            http01_port=settings.acme_http01_port,
+            dns_resolver=settings.acme_dns_resolver,
+            terms_of_service=settings.acme_terms_of_service,
+            issuer=settings.acme_issuer,
+        ),
     )
 
 
@@ -98,6 +106,7 @@ async def maintenance_loop(services: Services) -> None:
                 await services.approvals.expire_due()
             if tick % CRL_CHECK_EVERY == 1:
                 await services.crls.refresh_due()
+                await services.acme.sweep()
         except Exception:  # keep serving; the next tick retries
             log.warning("maintenance tick failed; retrying", exc_info=True)
 

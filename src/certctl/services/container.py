@@ -17,6 +17,8 @@ from certctl.domain.revocation import CrlSchedule
 from certctl.errors import ValidationFailed
 from certctl.keys.envelope import MasterKey
 from certctl.services.access_control import AccessControlService
+from certctl.services.acme import AcmeConfig
+from certctl.services.acme_server import AcmeServer, build_acme
 from certctl.services.agent_work import AgentWorkService
 from certctl.services.agents import AgentService
 from certctl.services.api_keys import ApiKeyService
@@ -74,6 +76,7 @@ class Services:
     targets: TargetService
     deployments: DeploymentService
     agent_work: AgentWorkService
+    acme: AcmeServer
 
     def invalidate_caches(self) -> None:
         self.profile_cache.invalidate()
@@ -93,6 +96,7 @@ def build_services(
     approval_ttl: timedelta = timedelta(hours=72),
     crl_keep_expired: bool = False,
     ocsp_sign_with_ca: bool = False,
+    acme: AcmeConfig | None = None,
 ) -> Services:
     context = ServiceContext(
         engine=engine,
@@ -145,6 +149,7 @@ def build_services(
     async def request_agent_keys(certificate_id: str) -> int:
         return await deployments.request_keys(certificate_id=certificate_id, reason=DeploymentReason.RENEWAL)
 
+    revocation = RevocationService(context, crls, on_revoked=ocsp.invalidate)
     return Services(
         context=context,
         authenticator=authenticator,
@@ -166,7 +171,7 @@ def build_services(
         ca_cache=ca_cache,
         crls=crls,
         ocsp=ocsp,
-        revocation=RevocationService(context, crls, on_revoked=ocsp.invalidate),
+        revocation=revocation,
         jobs=JobService(context),
         renewals=RenewalService(context, issuance, request_agent_keys=request_agent_keys),
         notification_config=notification_config,
@@ -177,4 +182,12 @@ def build_services(
         targets=targets,
         deployments=deployments,
         agent_work=AgentWorkService(context, issuance=issuance, targets=targets, profiles=profile_cache),
+        acme=build_acme(
+            context,
+            acme or AcmeConfig(),
+            master_key=master_key,
+            profiles=profile_cache,
+            issuance=issuance,
+            revocation=revocation,
+        ),
     )

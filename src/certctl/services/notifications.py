@@ -46,6 +46,7 @@ def rule_of(row: dict[str, Any]) -> Rule:
         channel_ids=tuple(row["channel_ids"]),
         team_id=row["team_id"],
         owner_id=row["owner_id"],
+        created_at=row.get("created_at"),
     )
 
 

@@ -526,3 +526,77 @@ class Deployment(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class AcmeAccount(Base):
+    """An ACME account (RFC 8555 §7.1.2): a client's public key (JWK) and its contacts. The RFC 7638
+    thumbprint is unique, so one key is one account."""
+
+    __tablename__ = "acme_accounts"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    profile: Mapped[str] = mapped_column(String(200))
+    jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    jwk_thumbprint: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(20))
+    contact: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AcmeOrder(Base):
+    """An ACME order (RFC 8555 §7.1.3). ``certificate_id``/``version_id`` name the managed certificate it
+    produced; the certificate is named ``acme-<order id>`` (also when an approval issues it later)."""
+
+    __tablename__ = "acme_orders"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("acme_accounts.id", ondelete="CASCADE"), index=True)
+    profile: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))
+    identifiers: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    certificate_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    version_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    approval_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    replaces: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AcmeAuthorization(Base):
+    """Proof of control of one identifier for one order (RFC 8555 §7.1.4); not reused across orders."""
+
+    __tablename__ = "acme_authorizations"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("acme_orders.id", ondelete="CASCADE"), index=True)
+    identifier_type: Mapped[str] = mapped_column(String(10))
+    identifier_value: Mapped[str] = mapped_column(String(255))
+    wildcard: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AcmeChallenge(Base):
+    """One way to prove an authorization (RFC 8555 §8). ``updated_at`` of a ``processing`` challenge tells
+    the sweep when a validation was lost with its process, so it can be run again."""
+
+    __tablename__ = "acme_challenges"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    authorization_id: Mapped[str] = mapped_column(
+        ForeignKey("acme_authorizations.id", ondelete="CASCADE"), index=True
+    )
+    type: Mapped[str] = mapped_column(String(20))
+    token: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))
+    validated_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AcmeUsedNonce(Base):
+    """Nonces already spent (RFC 8555 §6.5): the primary key makes a replay fail on insert, on every
+    replica. Rows go once the nonce would be refused as too old anyway."""
+
+    __tablename__ = "acme_used_nonces"
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

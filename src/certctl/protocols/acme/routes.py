@@ -1,0 +1,230 @@
+"""The ACME endpoints (RFC 8555 §7): one small handler per resource over the JWS transport in ``jws``.
+
+Every response carries a fresh ``Replay-Nonce``, ``Link: <directory>;rel="index"`` and
+``Cache-Control: no-store``; errors are ``application/problem+json`` with an ACME problem type.
+Routes live outside ``/api/v1``: each authenticates by its JWS, not by an API key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+
+from certctl.protocols.acme import views
+from certctl.protocols.acme.jws import KeyMode, Verified, verify
+from certctl.services.acme import AcmeProfile
+from certctl.services.acme_errors import AcmeError
+from certctl.services.acme_server import AcmeServer
+from certctl.services.container import Services
+
+Handler = Callable[[AcmeServer, AcmeProfile, views.Urls, Verified, str], Awaitable[Response]]
+
+
+def _headers(server: AcmeServer, urls: views.Urls | None) -> dict[str, str]:
+    headers = {"Replay-Nonce": server.nonces.issue(), "Cache-Control": "no-store"}
+    if urls is not None:
+        headers["Link"] = f'<{urls.directory()}>;rel="index"'
+    return headers
+
+
+def _json(server: AcmeServer, urls: views.Urls, body: Any, status: int = 200, **extra: str) -> Response:
+    return Response(
+        json.dumps(body),
+        status_code=status,
+        media_type="application/json",
+        headers=_headers(server, urls) | extra,
+    )
+
+
+def _problem(server: AcmeServer, urls: views.Urls | None, error: AcmeError) -> Response:
+    return Response(
+        json.dumps(error.as_problem()),
+        status_code=error.status,
+        media_type="application/problem+json",
+        headers=_headers(server, urls),
+    )
+
+
+def install(app: FastAPI, services: Services) -> None:
+    server = services.acme
+
+    async def directory(request: Request, profile: str | None = None) -> Response:
+        urls = None
+        try:
+            found = await server.profiles.resolve(profile or server.config.default_profile)
+            urls = views.Urls(str(request.base_url), found.name)
+            return _json(server, urls, views.directory(urls, server.config))
+        except AcmeError as exc:
+            return _problem(server, urls, exc)
+
+    app.add_api_route("/acme/directory", directory, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/acme/{profile}/directory", directory, methods=["GET"], include_in_schema=False)
+
+    @app.api_route("/acme/{profile}/new-nonce", methods=["GET", "HEAD"], include_in_schema=False)
+    async def new_nonce(request: Request, profile: str) -> Response:
+        urls = views.Urls(str(request.base_url), profile)
+        status = 200 if request.method == "HEAD" else 204
+        return Response(status_code=status, headers=_headers(server, urls))
+
+    def post(path: str, mode: KeyMode, handler: Handler) -> None:
+        async def endpoint(request: Request, profile: str, resource_id: str = "") -> Response:
+            urls = views.Urls(str(request.base_url), profile)
+            try:
+                found = await server.profiles.resolve(profile)
+                url = str(request.base_url).rstrip("/") + request.url.path
+                verified = await verify(
+                    server,
+                    content_type=request.headers.get("content-type", ""),
+                    body=await request.body(),
+                    url=url,
+                    mode=mode,
+                )
+                return await handler(server, found, urls, verified, resource_id)
+            except AcmeError as exc:
+                return _problem(server, urls, exc)
+
+        app.add_api_route(f"/acme/{{profile}}/{path}", endpoint, methods=["POST"], include_in_schema=False)
+
+    post("new-account", "jwk", _new_account)
+    post("acct/{resource_id}", "kid", _account)
+    post("acct/{resource_id}/orders", "kid", _orders)
+    post("new-order", "kid", _new_order)
+    post("order/{resource_id}", "kid", _order)
+    post("order/{resource_id}/finalize", "kid", _finalize)
+    post("authz/{resource_id}", "kid", _authorization)
+    post("chall/{resource_id}", "kid", _challenge)
+    post("cert/{resource_id}", "kid", _certificate)
+    post("revoke-cert", "either", _revoke)
+
+
+def _account_of(verified: Verified) -> dict[str, Any]:
+    assert verified.account is not None
+    return verified.account
+
+
+async def _new_account(
+    server: AcmeServer, profile: AcmeProfile, urls: views.Urls, verified: Verified, _: str
+) -> Response:
+    account, created = await server.accounts.register(
+        profile=profile.name, jwk=verified.jwk, thumbprint=verified.thumbprint, payload=verified.payload or {}
+    )
+    location = urls.of("acct", account["id"])
+    return _json(server, urls, views.account(urls, account), 201 if created else 200, Location=location)
+
+
+async def _account(
+    server: AcmeServer, _profile: AcmeProfile, urls: views.Urls, verified: Verified, account_id: str
+) -> Response:
+    account = _account_of(verified)
+    if account["id"] != account_id:
+        raise AcmeError("unauthorized", "the kid does not match the account URL")
+    updated = await server.accounts.update(account=account, payload=verified.payload)
+    return _json(server, urls, views.account(urls, updated), Location=urls.of("acct", account_id))
+
+
+async def _orders(
+    server: AcmeServer, _profile: AcmeProfile, urls: views.Urls, verified: Verified, account_id: str
+) -> Response:
+    account = _account_of(verified)
+    if account["id"] != account_id:
+        raise AcmeError("unauthorized", "the kid does not match the account URL")
+    ids = await server.accounts.order_ids(account=account)
+    return _json(server, urls, {"orders": [urls.of("order", order_id) for order_id in ids]})
+
+
+async def _order_response(
+    server: AcmeServer, urls: views.Urls, order: dict[str, Any], status: int = 200
+) -> Response:
+    authz_ids = await server.orders.authorization_ids(order_id=order["id"])
+    extra = {"Location": urls.of("order", order["id"])}
+    if order["status"] == "processing":
+        extra["Retry-After"] = str(server.config.retry_after_seconds)
+    return _json(server, urls, views.order(urls, order, authz_ids), status, **extra)
+
+
+async def _new_order(
+    server: AcmeServer, profile: AcmeProfile, urls: views.Urls, verified: Verified, _: str
+) -> Response:
+    if verified.payload is None:
+        raise AcmeError("malformed", "newOrder needs a payload")
+    order = await server.orders.create(
+        account=_account_of(verified), profile=profile, payload=verified.payload
+    )
+    return await _order_response(server, urls, order, 201)
+
+
+async def _order(
+    server: AcmeServer, _profile: AcmeProfile, urls: views.Urls, verified: Verified, order_id: str
+) -> Response:
+    order = await server.orders.order(account=_account_of(verified), order_id=order_id)
+    return await _order_response(server, urls, await server.certificates.refresh(order))
+
+
+async def _finalize(
+    server: AcmeServer, profile: AcmeProfile, urls: views.Urls, verified: Verified, order_id: str
+) -> Response:
+    account = _account_of(verified)
+    order = await server.orders.order(account=account, order_id=order_id)
+    if verified.payload is None:
+        raise AcmeError("malformed", "finalize needs a payload with the CSR")
+    finalized = await server.certificates.finalize(
+        account=account, order=order, profile=profile, payload=verified.payload
+    )
+    return await _order_response(server, urls, finalized)
+
+
+async def _authorization(
+    server: AcmeServer, _profile: AcmeProfile, urls: views.Urls, verified: Verified, authz_id: str
+) -> Response:
+    account = _account_of(verified)
+    if verified.payload is not None:
+        if verified.payload.get("status") != "deactivated":
+            raise AcmeError("malformed", "an authorization can only be deactivated")
+        await server.orders.deactivate_authorization(account=account, authz_id=authz_id)
+    authz, challenges = await server.orders.authorization(account=account, authz_id=authz_id)
+    response = _json(server, urls, views.authorization(urls, authz, challenges))
+    if any(c["status"] == "processing" for c in challenges):
+        response.headers["Retry-After"] = str(server.config.retry_after_seconds)
+    return response
+
+
+async def _challenge(
+    server: AcmeServer, _profile: AcmeProfile, urls: views.Urls, verified: Verified, challenge_id: str
+) -> Response:
+    """A POST with a payload (``{}``) asks for validation; POST-as-GET only reads (RFC 8555 §7.5.1)."""
+    account = _account_of(verified)
+    if verified.payload is None:
+        challenge, authz = await server.orders.challenge(account=account, challenge_id=challenge_id)
+    else:
+        challenge, started = await server.orders.respond(account=account, challenge_id=challenge_id)
+        if started:
+            server.validator.start(challenge_id)
+        _, authz = await server.orders.challenge(account=account, challenge_id=challenge_id)
+    extra = {"Link": f'<{urls.of("authz", authz["id"])}>;rel="up"'}
+    if challenge["status"] == "processing":
+        extra["Retry-After"] = str(server.config.retry_after_seconds)
+    response = _json(server, urls, views.challenge(urls, challenge))
+    response.headers.append("Link", extra.pop("Link"))
+    response.headers.update(extra)
+    return response
+
+
+async def _certificate(
+    server: AcmeServer, _profile: AcmeProfile, urls: views.Urls, verified: Verified, version_id: str
+) -> Response:
+    pem = await server.certificates.chain_pem(account=_account_of(verified), version_id=version_id)
+    return Response(pem, media_type="application/pem-certificate-chain", headers=_headers(server, urls))
+
+
+async def _revoke(
+    server: AcmeServer, _profile: AcmeProfile, urls: views.Urls, verified: Verified, _: str
+) -> Response:
+    if verified.payload is None:
+        raise AcmeError("malformed", "revokeCert needs a payload")
+    await server.certificates.revoke(
+        account=verified.account, jwk_key=verified.public_key, payload=verified.payload
+    )
+    return Response(status_code=200, headers=_headers(server, urls))

@@ -1,0 +1,103 @@
+"""ACME accounts (RFC 8555 §7.3): create or find by key, read, update contacts, deactivate."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from certctl.services.acme import AcmeConfig
+from certctl.services.acme_errors import AcmeError
+from certctl.services.context import ServiceContext
+from certctl.store.db import read_only, unit_of_work
+from certctl.store.repositories import acme
+
+MAX_CONTACTS = 10
+ORDERS_LISTED = 1000
+
+
+def new_acme_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+class AcmeAccounts:
+    def __init__(self, context: ServiceContext, config: AcmeConfig) -> None:
+        self._ctx = context
+        self._config = config
+
+    async def by_id(self, account_id: str) -> dict[str, Any]:
+        """The account a ``kid`` names: ``accountDoesNotExist`` when unknown, ``unauthorized`` when
+        deactivated (RFC 8555 §7.3.6)."""
+        async with read_only(self._ctx.engine) as connection:
+            account = await acme.get_account(connection, account_id)
+        if account is None:
+            raise AcmeError("accountDoesNotExist", "no account exists for this key id")
+        if account["status"] != "valid":
+            raise AcmeError("unauthorized", f"the account is {account['status']}")
+        return account
+
+    async def register(
+        self, *, profile: str, jwk: dict[str, Any], thumbprint: str, payload: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """RFC 8555 §7.3: the existing account of this key (200) or a new one (201)."""
+        async with read_only(self._ctx.engine) as connection:
+            existing = await acme.account_by_thumbprint(connection, thumbprint)
+        if existing is not None:
+            if existing["status"] != "valid":
+                raise AcmeError("unauthorized", f"the account of this key is {existing['status']}")
+            return existing, False
+        if payload.get("onlyReturnExisting") is True:
+            raise AcmeError("accountDoesNotExist", "no account exists for this key")
+        if self._config.terms_of_service and payload.get("termsOfServiceAgreed") is not True:
+            raise AcmeError("userActionRequired", "agree to the terms of service (termsOfServiceAgreed)")
+        if "externalAccountBinding" in payload:
+            raise AcmeError("malformed", "external account binding is not offered by this server")
+        account = {
+            "id": new_acme_id("acct"),
+            "profile": profile,
+            "jwk": jwk,
+            "jwk_thumbprint": thumbprint,
+            "status": "valid",
+            "contact": _contacts(payload.get("contact", [])),
+            "created_at": self._ctx.clock.now(),
+        }
+        async with unit_of_work(self._ctx.engine) as uow:
+            again = await acme.account_by_thumbprint(uow.connection, thumbprint)
+            if again is not None:
+                return again, False
+            await acme.insert_account(uow.connection, account)
+        return account, True
+
+    async def update(self, *, account: dict[str, Any], payload: dict[str, Any] | None) -> dict[str, Any]:
+        """RFC 8555 §7.3.2 (contact) and §7.3.6 (``status: deactivated``); POST-as-GET reads."""
+        if not payload:
+            return account
+        changes: dict[str, Any] = {}
+        if "contact" in payload:
+            changes["contact"] = _contacts(payload["contact"])
+        if "status" in payload:
+            if payload["status"] != "deactivated":
+                raise AcmeError("malformed", "an account's status can only be set to 'deactivated'")
+            changes["status"] = "deactivated"
+        if changes:
+            async with unit_of_work(self._ctx.engine) as uow:
+                await acme.update_account(uow.connection, account["id"], changes)
+        return account | changes
+
+    async def order_ids(self, *, account: dict[str, Any]) -> list[str]:
+        async with read_only(self._ctx.engine) as connection:
+            return await acme.orders_of_account(connection, account["id"], limit=ORDERS_LISTED)
+
+
+def _contacts(value: Any) -> list[str]:
+    """``mailto:`` URLs only, one address each (RFC 8555 §7.3: ``unsupportedContact``/``invalidContact``)."""
+    if not isinstance(value, list) or len(value) > MAX_CONTACTS:
+        raise AcmeError("malformed", f"contact must be a list of at most {MAX_CONTACTS} URLs")
+    contacts: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not item.startswith("mailto:"):
+            raise AcmeError("unsupportedContact", "only mailto: contacts are supported")
+        address = item.removeprefix("mailto:")
+        if address.count("@") != 1 or "," in address or "?" in address or len(address) > 254:
+            raise AcmeError("invalidContact", f"{item!r} is not a single e-mail address")
+        contacts.append(item)
+    return contacts

@@ -1,0 +1,212 @@
+"""Finalize (RFC 8555 §7.4), certificate download (§7.4.2) and revocation (§7.6) over the normal issuance
+and revocation services: an ACME certificate is a managed certificate like any other (``source="acme"``,
+named ``acme-<order id>``, ``auto_renew`` off because its client renews it), under the profile's rules,
+policies and the CA's name constraints; revocation updates CRL and OCSP as any revocation does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from certctl.domain.rbac import global_access
+from certctl.domain.revocation import RevocationReason
+from certctl.errors import BadCsr, CertctlError, Conflict, NameConstraintViolation, PolicyViolation
+from certctl.pki.csr import parse_csr
+from certctl.pki.errors import CsrError
+from certctl.pki.export import fingerprint_sha256
+from certctl.services.acme import AcmeProfile
+from certctl.services.acme_errors import AcmeError, not_found
+from certctl.services.audit import Actor
+from certctl.services.context import ServiceContext
+from certctl.services.holds import Held
+from certctl.services.issuance import IssuanceService, IssueRequest
+from certctl.services.revocation import Revocation, RevocationService
+from certctl.store.db import read_only, unit_of_work
+from certctl.store.repositories import acme, approvals, certificates
+
+FINAL_APPROVAL_STATES = ("rejected", "expired", "failed")
+
+
+def account_actor(account: dict[str, Any]) -> Actor:
+    """ACME accounts act with the issuing rights of the ACME door itself: the JWS proved the key, the
+    challenges proved the names, and the profile, policies and name constraints still apply."""
+    return Actor(id=account["id"], name=f"acme:{account['id']}", type="acme", access=global_access(["admin"]))
+
+
+def b64url_decode(value: Any, what: str, kind: str) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise AcmeError(kind, f"{what} must be a base64url string")
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raise AcmeError(kind, f"{what} is not valid base64url") from None
+
+
+class AcmeCertificates:
+    def __init__(
+        self, context: ServiceContext, *, issuance: IssuanceService, revocation: RevocationService
+    ) -> None:
+        self._ctx = context
+        self._issuance = issuance
+        self._revocation = revocation
+
+    async def finalize(
+        self, *, account: dict[str, Any], order: dict[str, Any], profile: AcmeProfile, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        if order["status"] != "ready":
+            raise AcmeError("orderNotReady", f"the order is {order['status']}, not ready")
+        der = b64url_decode(payload.get("csr"), "csr", "badCSR")
+        try:
+            parsed = parse_csr(der)
+        except CsrError as exc:
+            raise AcmeError("badCSR", exc.message) from None
+        asked = {(i["type"], i["value"]) for i in order["identifiers"]}
+        dns_names = set(parsed.dns_names)
+        if parsed.common_name and not parsed.ip_addresses:
+            dns_names.add(parsed.common_name.lower())
+        in_csr = {("dns", n) for n in dns_names} | {("ip", a) for a in parsed.ip_addresses}
+        if in_csr != asked:
+            raise AcmeError("badCSR", "the names in the CSR differ from the order's identifiers")
+        now = self._ctx.clock.now()
+        async with unit_of_work(self._ctx.engine) as uow:
+            if not await acme.swap_order_status(
+                uow.connection,
+                order["id"],
+                expected="ready",
+                values={"status": "processing", "updated_at": now},
+            ):
+                raise AcmeError("orderNotReady", "the order is being finalized already")
+        request = IssueRequest(
+            name=f"acme-{order['id']}",
+            issuer=profile.issuer["id"],
+            profile=profile.row["id"],
+            csr_pem=parsed.csr.public_bytes(serialization.Encoding.PEM).decode(),
+            sans=tuple(value for _, value in sorted(asked)),
+            auto_renew=False,
+            source="acme",
+        )
+        try:
+            outcome = await self._issuance.issue(request=request, actor=account_actor(account))
+        except CertctlError as exc:
+            await self._set(order["id"], {"status": "ready"})
+            raise _acme_error(exc) from None
+        if isinstance(outcome, Held):
+            changes: dict[str, Any] = {"approval_id": outcome.approval["id"]}
+        else:
+            changes = {
+                "status": "valid",
+                "certificate_id": outcome.certificate["id"],
+                "version_id": outcome.version["id"],
+            }
+        await self._set(order["id"], changes)
+        return order | {"status": "processing"} | changes
+
+    async def refresh(self, order: dict[str, Any]) -> dict[str, Any]:
+        """An order held for approval: valid once the approved run issued its certificate, invalid when
+        the approval was refused or lapsed."""
+        if order["status"] != "processing" or order["approval_id"] is None:
+            return order
+        async with read_only(self._ctx.engine) as connection:
+            issued = await certificates.get_by_name(connection, f"acme-{order['id']}")
+            approval = await approvals.get(connection, order["approval_id"])
+        changes: dict[str, Any] = {}
+        if issued is not None and issued["current_version_id"]:
+            changes = {
+                "status": "valid",
+                "certificate_id": issued["id"],
+                "version_id": issued["current_version_id"],
+            }
+        elif approval is not None and approval["status"] in FINAL_APPROVAL_STATES:
+            error = AcmeError("unauthorized", f"the issuance approval was {approval['status']}")
+            changes = {"status": "invalid", "error": error.as_problem()}
+        if changes:
+            await self._set(order["id"], changes)
+        return order | changes
+
+    async def chain_pem(self, *, account: dict[str, Any], version_id: str) -> str:
+        """RFC 8555 §7.4.2: leaf then chain, PEM (``application/pem-certificate-chain``)."""
+        async with read_only(self._ctx.engine) as connection:
+            version = await certificates.get_version(connection, version_id)
+            order = None
+            if version is not None:
+                order = await acme.order_for_certificate(
+                    connection, account_id=account["id"], certificate_id=version["certificate_id"]
+                )
+        if version is None or order is None:
+            raise not_found("certificate")
+        chain = version["chain_pem"] or ""
+        return str(version["cert_pem"]).rstrip("\n") + "\n" + chain.lstrip("\n")
+
+    async def revoke(self, *, account: dict[str, Any] | None, jwk_key: Any, payload: dict[str, Any]) -> None:
+        """RFC 8555 §7.6: by the account that ordered the certificate (kid), or by the certificate's own
+        key (jwk). Reasons are RFC 5280 §5.3.1 codes; hold and removeFromCRL are not offered."""
+        der = b64url_decode(payload.get("certificate"), "certificate", "malformed")
+        try:
+            certificate = x509.load_der_x509_certificate(der)
+        except ValueError:
+            raise AcmeError("malformed", "certificate is not a DER X.509 certificate") from None
+        reason = _reason(payload.get("reason", 0))
+        async with read_only(self._ctx.engine) as connection:
+            version = await acme.version_by_fingerprint(connection, fingerprint_sha256(certificate))
+            owner_order = None
+            if version is not None and account is not None:
+                owner_order = await acme.order_for_certificate(
+                    connection, account_id=account["id"], certificate_id=version["certificate_id"]
+                )
+        if version is None:
+            raise AcmeError("unauthorized", "this server did not issue that certificate")
+        if account is not None and owner_order is None:
+            raise AcmeError("unauthorized", "this account did not order that certificate")
+        if account is None and _spki(jwk_key) != _spki(certificate.public_key()):
+            raise AcmeError("unauthorized", "the JWS key is not the certificate's key")
+        if version["revoked_at"] is not None:
+            raise AcmeError("alreadyRevoked", "the certificate is already revoked")
+        actor = (
+            account_actor(account)
+            if account
+            else Actor(id="acme", name="acme:certificate-key", type="acme", access=global_access(["admin"]))
+        )
+        try:
+            await self._revocation.revoke(
+                ref=version["certificate_id"], revocation=Revocation(reason=reason), actor=actor
+            )
+        except Conflict as exc:
+            raise AcmeError("alreadyRevoked", exc.message) from None
+
+    async def _set(self, order_id: str, values: dict[str, Any]) -> None:
+        async with unit_of_work(self._ctx.engine) as uow:
+            await acme.update_order(uow.connection, order_id, values | {"updated_at": self._ctx.clock.now()})
+
+
+def _reason(value: Any) -> RevocationReason:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise AcmeError("badRevocationReason", "reason must be an RFC 5280 CRLReason code")
+    try:
+        reason = RevocationReason(value)
+    except ValueError:
+        raise AcmeError("badRevocationReason", f"{value} is not an RFC 5280 CRLReason code") from None
+    if reason in (RevocationReason.CERTIFICATE_HOLD, RevocationReason.REMOVE_FROM_CRL):
+        raise AcmeError("badRevocationReason", "revocation here is final: no certificateHold/removeFromCRL")
+    return reason
+
+
+def _spki(key: Any) -> bytes:
+    return bytes(
+        key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+
+def _acme_error(exc: CertctlError) -> AcmeError:
+    """Refusals of the issuance service, as ACME problems (RFC 8555 §6.7)."""
+    if isinstance(exc, NameConstraintViolation):
+        return AcmeError("rejectedIdentifier", exc.message)
+    if isinstance(exc, BadCsr | PolicyViolation):
+        return AcmeError("badCSR", exc.message)
+    if exc.status == 403:
+        return AcmeError("unauthorized", exc.message)
+    return AcmeError("badCSR" if exc.status == 422 else "serverInternal", exc.message)

@@ -1,0 +1,69 @@
+"""Anti-replay nonces (RFC 8555 §6.5) that every replica accepts without a shared cache.
+
+A nonce is ``base64url(issued_at(8) || random(16) || HMAC-SHA256(key, issued_at || random)[:16])`` with the
+key derived from the master key: any replica can check that it made the nonce and that it is recent with no
+database read, so ``newNonce`` costs nothing. Single use is enforced when a nonce is spent: it is inserted
+into ``acme_used_nonces`` (primary key), so a replay fails on any replica. Spent rows are kept only until
+the nonce would be refused as too old anyway, then the leader's sweep deletes them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import struct
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from certctl.domain.clock import Clock
+from certctl.keys.envelope import MasterKey
+from certctl.services.acme_errors import AcmeError
+from certctl.store.db import unit_of_work
+from certctl.store.repositories import acme
+
+NONCE_PURPOSE = "acme-nonce-v1"
+RAW_LENGTH = 8 + 16 + 16
+
+
+class NonceBook:
+    def __init__(self, *, engine: AsyncEngine, master_key: MasterKey, clock: Clock, ttl: timedelta) -> None:
+        self._engine = engine
+        self._key = master_key.derive(purpose=NONCE_PURPOSE)
+        self._clock = clock
+        self._ttl = ttl
+
+    def issue(self) -> str:
+        body = struct.pack(">q", int(self._clock.now().timestamp())) + secrets.token_bytes(16)
+        return _b64(body + self._mac(body))
+
+    def issued_at(self, nonce: str) -> datetime:
+        """When a nonce this server made was issued; ``badNonce`` when it is not ours or too old."""
+        try:
+            raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
+        except (binascii.Error, ValueError):
+            raise AcmeError("badNonce", "the nonce is not one this server issued") from None
+        if len(raw) != RAW_LENGTH or not hmac.compare_digest(raw[24:], self._mac(raw[:24])):
+            raise AcmeError("badNonce", "the nonce is not one this server issued")
+        issued = datetime.fromtimestamp(struct.unpack(">q", raw[:8])[0], UTC)
+        if self._clock.now() - issued > self._ttl:
+            raise AcmeError("badNonce", "the nonce has expired; fetch a new one")
+        return issued
+
+    async def spend(self, nonce: str) -> None:
+        """Check and mark used, in its own short transaction; ``badNonce`` on a replay."""
+        issued = self.issued_at(nonce)
+        async with unit_of_work(self._engine) as uow:
+            fresh = await acme.spend_nonce(uow.connection, nonce=nonce, expires_at=issued + self._ttl)
+        if not fresh:
+            raise AcmeError("badNonce", "the nonce was already used")
+
+    def _mac(self, body: bytes) -> bytes:
+        return hmac.new(self._key, body, hashlib.sha256).digest()[:16]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

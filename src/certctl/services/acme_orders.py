@@ -1,0 +1,185 @@
+"""ACME orders, authorizations and challenges (RFC 8555 §7.4, §7.5): create, read, respond.
+
+Each order gets its own authorizations (one per identifier, each with an http-01 challenge); they expire
+with the order. Identifiers are DNS names (wildcards only where the profile allows them) and, per
+RFC 8738, IP addresses where the profile allows IP SANs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import secrets
+from typing import Any
+
+from certctl.services.acme import AcmeConfig, AcmeProfile
+from certctl.services.acme_accounts import new_acme_id
+from certctl.services.acme_errors import AcmeError, not_found
+from certctl.services.context import ServiceContext
+from certctl.store.db import read_only, unit_of_work
+from certctl.store.repositories import acme
+
+MAX_IDENTIFIERS = 100
+LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def normalise_identifier(identifier: Any, profile: AcmeProfile) -> dict[str, str]:
+    if not isinstance(identifier, dict) or not isinstance(identifier.get("value"), str):
+        raise AcmeError("malformed", "each identifier needs a type and a value")
+    kind, value = identifier.get("type"), identifier["value"].strip()
+    if kind == "ip":
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            raise AcmeError("rejectedIdentifier", f"{value!r} is not an IP address") from None
+        if not profile.allow_ip:
+            raise AcmeError("rejectedIdentifier", f"profile {profile.name!r} does not allow IP addresses")
+        return {"type": "ip", "value": str(address)}
+    if kind != "dns":
+        raise AcmeError("unsupportedIdentifier", f"identifier type {kind!r} is not supported")
+    name = value.lower().rstrip(".")
+    labels = name.removeprefix("*.").split(".")
+    if len(name) > 253 or not all(LABEL.match(label) for label in labels):
+        raise AcmeError("rejectedIdentifier", f"{value!r} is not a valid DNS name")
+    if name.startswith("*.") and not profile.allow_wildcards:
+        raise AcmeError("rejectedIdentifier", f"profile {profile.name!r} does not allow wildcard names")
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return {"type": "dns", "value": name}
+    raise AcmeError("rejectedIdentifier", "IP addresses use the identifier type 'ip' (RFC 8738)")
+
+
+class AcmeOrders:
+    def __init__(self, context: ServiceContext, config: AcmeConfig) -> None:
+        self._ctx = context
+        self._config = config
+
+    async def create(
+        self, *, account: dict[str, Any], profile: AcmeProfile, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        """RFC 8555 §7.4: a pending order with one pending authorization per identifier."""
+        raw = payload.get("identifiers")
+        if not isinstance(raw, list) or not raw or len(raw) > MAX_IDENTIFIERS:
+            raise AcmeError("malformed", f"an order needs 1 to {MAX_IDENTIFIERS} identifiers")
+        if payload.get("notBefore") or payload.get("notAfter"):
+            raise AcmeError("malformed", "notBefore and notAfter are not supported; the profile decides")
+        identifiers = list(
+            {
+                (i["type"], i["value"]): i for i in map(lambda x: normalise_identifier(x, profile), raw)
+            }.values()
+        )
+        replaces = payload.get("replaces")
+        if replaces is not None and not isinstance(replaces, str):
+            raise AcmeError("malformed", "replaces must be a certificate identifier string (RFC 9773)")
+        now = self._ctx.clock.now()
+        expires = now + self._config.order_ttl
+        order = {
+            "id": new_acme_id("ordr"),
+            "account_id": account["id"],
+            "profile": profile.name,
+            "status": "pending",
+            "identifiers": identifiers,
+            "expires_at": expires,
+            "error": None,
+            "certificate_id": None,
+            "version_id": None,
+            "approval_id": None,
+            "replaces": replaces,
+            "created_at": now,
+            "updated_at": now,
+        }
+        authorizations, challenges = [], []
+        for identifier in identifiers:
+            authz_id = new_acme_id("authz")
+            wildcard = identifier["value"].startswith("*.")
+            authorizations.append(
+                {
+                    "id": authz_id,
+                    "order_id": order["id"],
+                    "identifier_type": identifier["type"],
+                    "identifier_value": identifier["value"].removeprefix("*."),
+                    "wildcard": wildcard,
+                    "status": "pending",
+                    "expires_at": expires,
+                    "created_at": now,
+                }
+            )
+            challenges.append(
+                {
+                    "id": new_acme_id("chal"),
+                    "authorization_id": authz_id,
+                    "type": "http-01",
+                    "token": secrets.token_urlsafe(32),
+                    "status": "pending",
+                    "validated_at": None,
+                    "error": None,
+                    "updated_at": now,
+                }
+            )
+        async with unit_of_work(self._ctx.engine) as uow:
+            await acme.insert_order(
+                uow.connection, order=order, authorizations=authorizations, challenges=challenges
+            )
+        return order
+
+    async def order(self, *, account: dict[str, Any], order_id: str) -> dict[str, Any]:
+        async with read_only(self._ctx.engine) as connection:
+            order = await acme.get_order(connection, order_id)
+        if order is None or order["account_id"] != account["id"]:
+            raise not_found("order")
+        return order
+
+    async def authorization_ids(self, *, order_id: str) -> list[str]:
+        async with read_only(self._ctx.engine) as connection:
+            return [a["id"] for a in await acme.authorizations_of(connection, order_id)]
+
+    async def authorization(
+        self, *, account: dict[str, Any], authz_id: str
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        async with read_only(self._ctx.engine) as connection:
+            authz = await acme.get_authorization(connection, authz_id)
+            order = await acme.get_order(connection, authz["order_id"]) if authz else None
+            if authz is None or order is None or order["account_id"] != account["id"]:
+                raise not_found("authorization")
+            return authz, await acme.challenges_of(connection, authz_id)
+
+    async def deactivate_authorization(self, *, account: dict[str, Any], authz_id: str) -> None:
+        """RFC 8555 §7.5.2: the client gives up an authorization; its order can no longer succeed."""
+        authz, _ = await self.authorization(account=account, authz_id=authz_id)
+        if authz["status"] not in ("pending", "valid"):
+            raise AcmeError("malformed", f"the authorization is {authz['status']}")
+        async with unit_of_work(self._ctx.engine) as uow:
+            await acme.update_authorization(uow.connection, authz_id, {"status": "deactivated"})
+            await acme.update_order(
+                uow.connection, authz["order_id"], {"status": "invalid", "updated_at": self._ctx.clock.now()}
+            )
+
+    async def challenge(
+        self, *, account: dict[str, Any], challenge_id: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The challenge and its authorization, if the account owns them."""
+        async with read_only(self._ctx.engine) as connection:
+            challenge = await acme.get_challenge(connection, challenge_id)
+            authz = (
+                await acme.get_authorization(connection, challenge["authorization_id"]) if challenge else None
+            )
+            order = await acme.get_order(connection, authz["order_id"]) if authz else None
+        if challenge is None or authz is None or order is None or order["account_id"] != account["id"]:
+            raise not_found("challenge")
+        return challenge, authz
+
+    async def respond(self, *, account: dict[str, Any], challenge_id: str) -> tuple[dict[str, Any], bool]:
+        """RFC 8555 §7.5.1: the client is ready; a pending challenge becomes ``processing``. True when this
+        call started the validation (the caller schedules it)."""
+        challenge, authz = await self.challenge(account=account, challenge_id=challenge_id)
+        if challenge["status"] != "pending":
+            return challenge, False
+        if authz["status"] != "pending" or authz["expires_at"] <= self._ctx.clock.now():
+            raise AcmeError("malformed", f"the authorization is {authz['status']}")
+        changes = {"status": "processing", "updated_at": self._ctx.clock.now()}
+        async with unit_of_work(self._ctx.engine) as uow:
+            started = await acme.swap_challenge_status(
+                uow.connection, challenge_id, expected="pending", values=changes
+            )
+        return (challenge | changes if started else challenge), started
