@@ -69,6 +69,7 @@ def running_server(workdir: Path, *, database_url: str | None, workers: int) -> 
         [*command, "admin", "create-key", "--name", "bench", "--role", "admin"],
         env=env, check=True, capture_output=True, text=True,
     ).stdout.strip()  # fmt: skip
+    workdir.mkdir(parents=True, exist_ok=True)  # PostgreSQL: nothing else creates it
     log = (workdir / "server.log").open("wb")
     process = subprocess.Popen([*command, "server"], env=env, stdout=log, stderr=subprocess.STDOUT)
     server = BenchServer(

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
         default=False, description="Sign OCSP responses with the CA key instead of a delegated responder."
     )
     acme_http01_port: int = Field(default=80, ge=1, le=65535, description="Port http-01 is validated on.")
+    acme_tlsalpn01_port: int = Field(
+        default=443, ge=1, le=65535, description="Port tls-alpn-01 is validated on."
+    )
     acme_dns_resolver: str | None = Field(
         default=None, description="host:port of the DNS server ACME validation resolves names with."
     )

@@ -10,6 +10,7 @@ import httpx2
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from test_agents_api import enrol
+from test_web_jobs import sign_in
 
 from certctl.agent.api import AgentApi
 from certctl.agent.keys import KeyStore, spki_sha256
@@ -74,6 +75,11 @@ def test_cycle_makes_the_key_here_and_writes_the_files(api: ApiHarness, tmp_path
     assert history[0]["status"] == "succeeded" and history[0]["steps"]
     # nothing more to do: the next cycle is empty
     assert api.run(runner.cycle).lines == []
+    # the dashboard's certificate page shows the targets and the deployment
+    sign_in(api, api.admin_key)
+    page = api.client.get(f"/certificates/{certificate_id}")
+    assert page.status_code == 200
+    assert "Deployments" in page.text and "deploy-succeeded" in page.text and ">files<" in page.text
 
 
 def test_dry_run_changes_nothing_and_reports_nothing(api: ApiHarness, tmp_path: Path) -> None:
@@ -87,6 +93,9 @@ def test_dry_run_changes_nothing_and_reports_nothing(api: ApiHarness, tmp_path: 
     assert api.get(f"/api/v1/certificates/{certificate_id}").json()["status"] == "Pending"
     history = api.get(f"/api/v1/certificates/{certificate_id}/deployments").json()["items"]
     assert history[0]["status"] == "in_progress"
+    sign_in(api, api.admin_key)
+    page = api.client.get(f"/certificates/{certificate_id}")
+    assert page.status_code == 200 and "Pending" in page.text and "in progress" in page.text
 
 
 def test_a_key_certified_later_is_found_by_its_public_key(tmp_path: Path) -> None:

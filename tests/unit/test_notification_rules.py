@@ -69,3 +69,18 @@ def test_webhook_signature_verifies_and_rejects_replays_and_tampering() -> None:
     )
     assert not verify_webhook(secret=b"other", timestamp=str(stamp), signature=signature, body=body, now=NOW)
     assert not verify_webhook(secret=secret, timestamp="soon", signature=signature, body=body, now=NOW)
+
+
+def test_rules_are_not_retroactive() -> None:
+    """The audit scan re-reads a short overlap: a rule made a moment ago must not get older events."""
+    before = Rule(
+        event_types=(), min_severity=Severity.INFO, channel_ids=("old",), created_at=NOW - timedelta(hours=1)
+    )
+    after = Rule(
+        event_types=(),
+        min_severity=Severity.INFO,
+        channel_ids=("new",),
+        created_at=NOW + timedelta(seconds=1),
+    )
+    assert route(event(), [before, after]) == ["old"]
+    assert route(event(kind=EventType.DEPLOYMENT_FAILED, severity=Severity.CRITICAL), [after]) == []

@@ -13,6 +13,8 @@ from certctl.api import problems
 from certctl.api.middleware import RequestMiddleware
 from certctl.api.routers import (
     access,
+    acme_eab,
+    acme_renewal,
     agents,
     approvals,
     audit,
@@ -44,6 +46,7 @@ _MODULES = (
     revocation,
     approvals,
     catalog,
+    acme_renewal,
     cas,
     policies,
     audit,
@@ -52,6 +55,7 @@ _MODULES = (
     agents,
     targets,
     deployments,
+    acme_eab,
 )
 ROUTERS = tuple(module.router for module in _MODULES)
 """Every router of the HTTPS app; the permission test walks these."""

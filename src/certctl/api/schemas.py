@@ -129,6 +129,25 @@ class RenewalRules(Strict):
         return self
 
 
+class AcmeRules(Strict):
+    """How the profile's ACME directory behaves (see docs/reference/acme.md)."""
+
+    enabled: bool = True
+    allow_wildcards: bool = False
+    issuer: str | None = Field(default=None, max_length=200)
+    require_eab: bool = Field(default=False, description="new accounts need an external account binding")
+    validation: Literal["challenge", "trusted"] = Field(
+        default="challenge",
+        description="trusted: EAB-bound accounts get the profile's names without challenges",
+    )
+
+    @model_validator(mode="after")
+    def _trusted_needs_eab(self) -> AcmeRules:
+        if self.validation == "trusted" and not self.require_eab:
+            raise ValueError("acme.validation 'trusted' needs acme.require_eab")
+        return self
+
+
 class ProfileRules(Strict):
     allowed_key_algorithms: list[KeyAlgorithm] = Field(
         default_factory=lambda: list(DEFAULT_ALGORITHMS), min_length=1
@@ -156,6 +175,7 @@ class ProfileRules(Strict):
         max_length=MAX_THRESHOLDS,
         description=f"days before notAfter to warn at (0-{MAX_THRESHOLD_DAYS}); omitted: 30, 14, 7, 0",
     )
+    acme: AcmeRules | None = Field(default=None, description="ACME directory rules; omitted: defaults")
 
     @field_validator("expiry_thresholds_days")
     @classmethod
@@ -184,6 +204,8 @@ class ProfileRules(Strict):
             data["renewal"] = {k: v for k, v in data["renewal"].items() if v is not None}
         if self.expiry_thresholds_days is None:
             data.pop("expiry_thresholds_days", None)
+        if self.acme is None:
+            data.pop("acme", None)
         return data
 
 

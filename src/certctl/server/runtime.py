@@ -79,6 +79,7 @@ def services_for(settings: Settings, master_key: MasterKey, *, pool_size: int = 
         acme=AcmeConfig(
             default_profile=settings.acme_default_profile,
             http01_port=settings.acme_http01_port,
+            tlsalpn01_port=settings.acme_tlsalpn01_port,
             dns_resolver=settings.acme_dns_resolver,
             terms_of_service=settings.acme_terms_of_service,
             issuer=settings.acme_issuer,

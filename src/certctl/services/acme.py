@@ -8,6 +8,7 @@ is ``CERTCTL_ACME_ISSUER``, else the only enabled issuer.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -25,6 +26,8 @@ class AcmeConfig:
     default_profile: str = "default"
     http01_port: int = 80
     """Where http-01 is fetched (RFC 8555 §8.3 says 80; tests and labs use a high port)."""
+    tlsalpn01_port: int = 443
+    """Where tls-alpn-01 connects (RFC 8737 §3 says 443)."""
     dns_resolver: str | None = None
     """``host:port`` of the DNS server that resolves names to validate; None uses the system resolver."""
     terms_of_service: str | None = None
@@ -55,14 +58,34 @@ class AcmeProfile:
         return str(self.row["name"])
 
 
+RESOLVED_SECONDS = 1.0
+"""How long a resolved profile (with its issuer) is reused: every ACME request resolves its directory's
+profile. The entry also lapses as soon as the profile cache drops or replaces the profile's row."""
+
+
 class AcmeProfiles:
     def __init__(self, context: ServiceContext, config: AcmeConfig, profiles: RowCache) -> None:
         self._ctx = context
         self._config = config
         self._profiles = profiles
+        self._resolved: dict[str, tuple[float, AcmeProfile]] = {}
 
     async def resolve(self, name: str) -> AcmeProfile:
         """The ACME-enabled profile of that name; ``malformed`` 404 when there is none."""
+        cached = self._resolved.get(name)
+        if (
+            cached is not None
+            and time.monotonic() - cached[0] < RESOLVED_SECONDS
+            and self._profiles.peek(name) is cached[1].row
+        ):
+            return cached[1]
+        found = await self._resolve(name)
+        if len(self._resolved) > 1000:
+            self._resolved.clear()
+        self._resolved[name] = (time.monotonic(), found)
+        return found
+
+    async def _resolve(self, name: str) -> AcmeProfile:
         async with read_only(self._ctx.engine) as connection:
             try:
                 row = await self._profiles.find(connection, name)

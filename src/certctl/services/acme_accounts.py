@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 from certctl.services.acme import AcmeConfig
+from certctl.services.acme_eab import AcmeEabKeys
 from certctl.services.acme_errors import AcmeError
 from certctl.services.context import ServiceContext
 from certctl.store.db import read_only, unit_of_work
@@ -13,6 +15,9 @@ from certctl.store.repositories import acme
 
 MAX_CONTACTS = 10
 ORDERS_LISTED = 1000
+ACCOUNT_CACHE_SECONDS = 2.0
+"""How long a valid account found by ``kid`` is reused without a read. Changes made through this process
+(deactivation, key roll-over) drop the entry at once; another replica's change shows within this time."""
 
 
 def new_acme_id(prefix: str) -> str:
@@ -20,25 +25,51 @@ def new_acme_id(prefix: str) -> str:
 
 
 class AcmeAccounts:
-    def __init__(self, context: ServiceContext, config: AcmeConfig) -> None:
+    def __init__(self, context: ServiceContext, config: AcmeConfig, eab: AcmeEabKeys | None = None) -> None:
         self._ctx = context
         self._config = config
+        self._eab = eab or AcmeEabKeys(context)
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._changes = 0  # bumped by forget(): a read that overlapped a change is not cached
 
     async def by_id(self, account_id: str) -> dict[str, Any]:
         """The account a ``kid`` names: ``accountDoesNotExist`` when unknown, ``unauthorized`` when
-        deactivated (RFC 8555 §7.3.6)."""
+        deactivated (RFC 8555 §7.3.6). Only valid accounts are cached, briefly (every request of a client
+        reads its account)."""
+        cached = self._cache.get(account_id)
+        if cached is not None and time.monotonic() - cached[0] < ACCOUNT_CACHE_SECONDS:
+            return dict(cached[1])
+        changes_before = self._changes
         async with read_only(self._ctx.engine) as connection:
             account = await acme.get_account(connection, account_id)
         if account is None:
             raise AcmeError("accountDoesNotExist", "no account exists for this key id")
         if account["status"] != "valid":
+            self.forget(account_id)
             raise AcmeError("unauthorized", f"the account is {account['status']}")
+        if len(self._cache) > 10000:
+            self._cache.clear()
+        if self._changes == changes_before:
+            self._cache[account_id] = (time.monotonic(), dict(account))
         return account
 
+    def forget(self, account_id: str) -> None:
+        """Drop a cached account (before and after a change to it)."""
+        self._changes += 1
+        self._cache.pop(account_id, None)
+
     async def register(
-        self, *, profile: str, jwk: dict[str, Any], thumbprint: str, payload: dict[str, Any]
+        self,
+        *,
+        profile: str,
+        jwk: dict[str, Any],
+        thumbprint: str,
+        payload: dict[str, Any],
+        require_eab: bool = False,
+        url: str = "",
     ) -> tuple[dict[str, Any], bool]:
-        """RFC 8555 §7.3: the existing account of this key (200) or a new one (201)."""
+        """RFC 8555 §7.3: the existing account of this key (200) or a new one (201). A new account may
+        carry an external account binding (§7.3.4, checked against ``url``); ``require_eab`` demands one."""
         async with read_only(self._ctx.engine) as connection:
             existing = await acme.account_by_thumbprint(connection, thumbprint)
         if existing is not None:
@@ -49,8 +80,14 @@ class AcmeAccounts:
             raise AcmeError("accountDoesNotExist", "no account exists for this key")
         if self._config.terms_of_service and payload.get("termsOfServiceAgreed") is not True:
             raise AcmeError("userActionRequired", "agree to the terms of service (termsOfServiceAgreed)")
-        if "externalAccountBinding" in payload:
-            raise AcmeError("malformed", "external account binding is not offered by this server")
+        binding = payload.get("externalAccountBinding")
+        if binding is None and require_eab:
+            raise AcmeError("externalAccountRequired", "this directory needs an external account binding")
+        eab_kid = None
+        if binding is not None:
+            eab_kid = await self._eab.verify_binding(
+                profile=profile, thumbprint=thumbprint, url=url, binding=binding
+            )
         account = {
             "id": new_acme_id("acct"),
             "profile": profile,
@@ -65,6 +102,8 @@ class AcmeAccounts:
             if again is not None:
                 return again, False
             await acme.insert_account(uow.connection, account)
+            if eab_kid is not None:
+                await self._eab.bind(uow.connection, kid=eab_kid, account_id=str(account["id"]))
         return account, True
 
     async def update(self, *, account: dict[str, Any], payload: dict[str, Any] | None) -> dict[str, Any]:
@@ -79,8 +118,10 @@ class AcmeAccounts:
                 raise AcmeError("malformed", "an account's status can only be set to 'deactivated'")
             changes["status"] = "deactivated"
         if changes:
+            self.forget(account["id"])
             async with unit_of_work(self._ctx.engine) as uow:
                 await acme.update_account(uow.connection, account["id"], changes)
+            self.forget(account["id"])
         return account | changes
 
     async def order_ids(self, *, account: dict[str, Any]) -> list[str]:

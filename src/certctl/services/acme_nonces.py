@@ -5,10 +5,16 @@ key derived from the master key: any replica can check that it made the nonce an
 database read, so ``newNonce`` costs nothing. Single use is enforced when a nonce is spent: it is inserted
 into ``acme_used_nonces`` (primary key), so a replay fails on any replica. Spent rows are kept only until
 the nonce would be refused as too old anyway, then the leader's sweep deletes them.
+
+On SQLite (one writer at a time) spending is group-committed: the nonces of concurrent requests are
+inserted in one transaction (whoever finds no flush running flushes everything queued, and hands what
+queued meanwhile to a short task), so a burst of requests costs one commit rather than one each, and each
+request still waits for its own row. PostgreSQL runs concurrent spends in parallel, one transaction each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -35,6 +41,9 @@ class NonceBook:
         self._key = master_key.derive(purpose=NONCE_PURPOSE)
         self._clock = clock
         self._ttl = ttl
+        self._pending: list[tuple[str, datetime, asyncio.Future[bool]]] = []
+        self._flushing = False
+        self._drainers: set[asyncio.Task[None]] = set()
 
     def issue(self) -> str:
         body = struct.pack(">q", int(self._clock.now().timestamp())) + secrets.token_bytes(16)
@@ -54,12 +63,58 @@ class NonceBook:
         return issued
 
     async def spend(self, nonce: str) -> None:
-        """Check and mark used, in its own short transaction; ``badNonce`` on a replay."""
+        """Check and mark used (group-committed on SQLite, see above); ``badNonce`` on a replay."""
         issued = self.issued_at(nonce)
-        async with unit_of_work(self._engine) as uow:
-            fresh = await acme.spend_nonce(uow.connection, nonce=nonce, expires_at=issued + self._ttl)
-        if not fresh:
+        if self._engine.dialect.name != "sqlite":  # concurrent writers: a transaction of its own
+            async with unit_of_work(self._engine) as uow:
+                fresh = await acme.spend_nonce(uow.connection, nonce=nonce, expires_at=issued + self._ttl)
+            if not fresh:
+                raise AcmeError("badNonce", "the nonce was already used")
+            return
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((nonce, issued + self._ttl, future))
+        if not self._flushing:
+            self._flushing = True
+            try:
+                while not future.done():
+                    await self._flush()
+            finally:
+                self._flushing = False
+                if self._pending:
+                    self._flushing = True
+                    task = asyncio.get_running_loop().create_task(self._drain())
+                    self._drainers.add(task)
+                    task.add_done_callback(self._drainers.discard)
+        if not await future:
             raise AcmeError("badNonce", "the nonce was already used")
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                await self._flush()
+        finally:
+            self._flushing = False
+
+    async def _flush(self) -> None:
+        """Insert everything queued in one transaction; each waiter learns whether its nonce was fresh."""
+        batch, self._pending = self._pending, []
+        try:
+            async with unit_of_work(self._engine) as uow:
+                fresh = [
+                    await acme.spend_nonce(uow.connection, nonce=nonce, expires_at=expires)
+                    for nonce, expires, _ in batch
+                ]
+        except Exception as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except BaseException:  # cancelled mid-flush: the others' nonces go back to the queue
+            self._pending = [entry for entry in batch if not entry[2].done()] + self._pending
+            raise
+        for (_, _, future), outcome in zip(batch, fresh, strict=True):
+            if not future.done():
+                future.set_result(outcome)
 
     def _mac(self, body: bytes) -> bytes:
         return hmac.new(self._key, body, hashlib.sha256).digest()[:16]

@@ -1,8 +1,10 @@
 """ACME orders, authorizations and challenges (RFC 8555 §7.4, §7.5): create, read, respond.
 
-Each order gets its own authorizations (one per identifier, each with an http-01 challenge); they expire
-with the order. Identifiers are DNS names (wildcards only where the profile allows them) and, per
-RFC 8738, IP addresses where the profile allows IP SANs.
+Each order gets its own authorizations (one per identifier); they expire with the order. A DNS name is
+offered http-01, dns-01 and tls-alpn-01, a wildcard name dns-01 only (RFC 8555 §7.1.3), an IP address
+http-01 only (tls-alpn-01 for IPs needs RFC 8738's reverse names, not implemented). Identifiers are
+DNS names (wildcards only where the profile allows them) and, per RFC 8738, IP addresses where the
+profile allows IP SANs.
 """
 
 from __future__ import annotations
@@ -12,15 +14,26 @@ import re
 import secrets
 from typing import Any
 
+from certctl.pki.names import match_san_pattern
 from certctl.services.acme import AcmeConfig, AcmeProfile
 from certctl.services.acme_accounts import new_acme_id
+from certctl.services.acme_eab import AcmeEabKeys
 from certctl.services.acme_errors import AcmeError, not_found
 from certctl.services.context import ServiceContext
 from certctl.store.db import read_only, unit_of_work
 from certctl.store.repositories import acme
 
 MAX_IDENTIFIERS = 100
+CHALLENGE_TYPES = ("http-01", "dns-01", "tls-alpn-01")
+"""Every type the server validates, in the order an authorization lists them."""
 LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def challenge_types(identifier_type: str, *, wildcard: bool) -> tuple[str, ...]:
+    """The challenges an identifier can be proved with."""
+    if identifier_type == "ip":
+        return ("http-01",)
+    return ("dns-01",) if wildcard else CHALLENGE_TYPES
 
 
 def normalise_identifier(identifier: Any, profile: AcmeProfile) -> dict[str, str]:
@@ -43,6 +56,9 @@ def normalise_identifier(identifier: Any, profile: AcmeProfile) -> dict[str, str
         raise AcmeError("rejectedIdentifier", f"{value!r} is not a valid DNS name")
     if name.startswith("*.") and not profile.allow_wildcards:
         raise AcmeError("rejectedIdentifier", f"profile {profile.name!r} does not allow wildcard names")
+    patterns = profile.row["rules"].get("san_patterns") or []
+    if patterns and not any(match_san_pattern(name, pattern) for pattern in patterns):
+        raise AcmeError("rejectedIdentifier", f"{name!r} matches none of the profile's SAN patterns")
     try:
         ipaddress.ip_address(name)
     except ValueError:
@@ -54,6 +70,7 @@ class AcmeOrders:
     def __init__(self, context: ServiceContext, config: AcmeConfig) -> None:
         self._ctx = context
         self._config = config
+        self._eab = AcmeEabKeys(context)
 
     async def create(
         self, *, account: dict[str, Any], profile: AcmeProfile, payload: dict[str, Any]
@@ -72,13 +89,16 @@ class AcmeOrders:
         replaces = payload.get("replaces")
         if replaces is not None and not isinstance(replaces, str):
             raise AcmeError("malformed", "replaces must be a certificate identifier string (RFC 9773)")
+        trusted = await self._eab.admit_order(
+            account_id=account["id"], profile=profile, identifiers=identifiers
+        )
         now = self._ctx.clock.now()
         expires = now + self._config.order_ttl
         order = {
             "id": new_acme_id("ordr"),
             "account_id": account["id"],
             "profile": profile.name,
-            "status": "pending",
+            "status": "ready" if trusted else "pending",
             "identifiers": identifiers,
             "expires_at": expires,
             "error": None,
@@ -100,23 +120,25 @@ class AcmeOrders:
                     "identifier_type": identifier["type"],
                     "identifier_value": identifier["value"].removeprefix("*."),
                     "wildcard": wildcard,
-                    "status": "pending",
+                    "status": "valid" if trusted else "pending",
                     "expires_at": expires,
                     "created_at": now,
                 }
             )
-            challenges.append(
+            challenges += [
                 {
                     "id": new_acme_id("chal"),
                     "authorization_id": authz_id,
-                    "type": "http-01",
+                    "type": kind,
                     "token": secrets.token_urlsafe(32),
                     "status": "pending",
                     "validated_at": None,
                     "error": None,
                     "updated_at": now,
                 }
-            )
+                for kind in challenge_types(identifier["type"], wildcard=wildcard)
+                if not trusted
+            ]
         async with unit_of_work(self._ctx.engine) as uow:
             await acme.insert_order(
                 uow.connection, order=order, authorizations=authorizations, challenges=challenges
@@ -142,7 +164,8 @@ class AcmeOrders:
             order = await acme.get_order(connection, authz["order_id"]) if authz else None
             if authz is None or order is None or order["account_id"] != account["id"]:
                 raise not_found("authorization")
-            return authz, await acme.challenges_of(connection, authz_id)
+            challenges = await acme.challenges_of(connection, authz_id)
+        return authz, sorted(challenges, key=lambda c: CHALLENGE_TYPES.index(c["type"]))
 
     async def deactivate_authorization(self, *, account: dict[str, Any], authz_id: str) -> None:
         """RFC 8555 §7.5.2: the client gives up an authorization; its order can no longer succeed."""
@@ -169,12 +192,15 @@ class AcmeOrders:
             raise not_found("challenge")
         return challenge, authz
 
-    async def respond(self, *, account: dict[str, Any], challenge_id: str) -> tuple[dict[str, Any], bool]:
-        """RFC 8555 §7.5.1: the client is ready; a pending challenge becomes ``processing``. True when this
-        call started the validation (the caller schedules it)."""
+    async def respond(
+        self, *, account: dict[str, Any], challenge_id: str
+    ) -> tuple[dict[str, Any], dict[str, Any], bool]:
+        """RFC 8555 §7.5.1: the client is ready; a pending challenge becomes ``processing``. Returns the
+        challenge, its authorization (as read before the change) and True when this call started the
+        validation (the caller schedules it)."""
         challenge, authz = await self.challenge(account=account, challenge_id=challenge_id)
         if challenge["status"] != "pending":
-            return challenge, False
+            return challenge, authz, False
         if authz["status"] != "pending" or authz["expires_at"] <= self._ctx.clock.now():
             raise AcmeError("malformed", f"the authorization is {authz['status']}")
         changes = {"status": "processing", "updated_at": self._ctx.clock.now()}
@@ -182,4 +208,4 @@ class AcmeOrders:
             started = await acme.swap_challenge_status(
                 uow.connection, challenge_id, expected="pending", values=changes
             )
-        return (challenge | changes if started else challenge), started
+        return (challenge | changes if started else challenge), authz, started

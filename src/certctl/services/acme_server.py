@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from certctl.keys.envelope import MasterKey
 from certctl.services.acme import AcmeConfig, AcmeProfiles
 from certctl.services.acme_accounts import AcmeAccounts
+from certctl.services.acme_ari import AcmeRenewalInfo
 from certctl.services.acme_certificates import AcmeCertificates
+from certctl.services.acme_eab import AcmeEabKeys
+from certctl.services.acme_keychange import AcmeKeyChange
 from certctl.services.acme_nonces import NonceBook
 from certctl.services.acme_orders import AcmeOrders
 from certctl.services.acme_validation import ChallengeValidator
@@ -37,6 +40,9 @@ class AcmeServer:
     orders: AcmeOrders
     validator: ChallengeValidator
     certificates: AcmeCertificates
+    eab: AcmeEabKeys
+    ari: AcmeRenewalInfo
+    key_change: AcmeKeyChange
 
     async def sweep(self) -> SweepResult:
         now = self.context.clock.now()
@@ -56,6 +62,7 @@ def build_acme(
     issuance: IssuanceService,
     revocation: RevocationService,
 ) -> AcmeServer:
+    eab = AcmeEabKeys(context)
     return AcmeServer(
         context=context,
         config=config,
@@ -63,8 +70,11 @@ def build_acme(
         nonces=NonceBook(
             engine=context.engine, master_key=master_key, clock=context.clock, ttl=config.nonce_ttl
         ),
-        accounts=AcmeAccounts(context, config),
+        accounts=AcmeAccounts(context, config, eab),
         orders=AcmeOrders(context, config),
         validator=ChallengeValidator(context, config),
         certificates=AcmeCertificates(context, issuance=issuance, revocation=revocation),
+        eab=eab,
+        ari=AcmeRenewalInfo(context),
+        key_change=AcmeKeyChange(context),
     )

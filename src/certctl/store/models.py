@@ -557,7 +557,7 @@ class AcmeOrder(Base):
     certificate_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
     version_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     approval_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    replaces: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    replaces: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
@@ -593,6 +593,18 @@ class AcmeChallenge(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class IssuerRenewalDeadline(Base):
+    """A mass re-issuance request (RFC 9773 §4.2): every certificate of the issuer issued before
+    ``requested_at`` gets an ARI window that ends by ``renew_by``. One row per issuer; a new request
+    replaces the old one."""
+
+    __tablename__ = "issuer_renewal_deadlines"
+    issuer_id: Mapped[str] = mapped_column(ForeignKey("issuers.id", ondelete="CASCADE"), primary_key=True)
+    renew_by: Mapped[datetime] = mapped_column(UtcDateTime)
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    requested_by: Mapped[str] = mapped_column(String(200))
+
+
 class AcmeUsedNonce(Base):
     """Nonces already spent (RFC 8555 §6.5): the primary key makes a replay fail on insert, on every
     replica. Rows go once the nonce would be refused as too old anyway."""
@@ -600,3 +612,20 @@ class AcmeUsedNonce(Base):
     __tablename__ = "acme_used_nonces"
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class AcmeEabKey(Base):
+    """An external account binding key (RFC 8555 §7.3.4) for one profile's ACME directory: the HMAC
+    key is sealed under the master key; ``account_id`` is set once, when an account binds it."""
+
+    __tablename__ = "acme_eab_keys"
+    kid: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    profile: Mapped[str] = mapped_column(String(200), index=True)
+    hmac_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    account_id: Mapped[str | None] = mapped_column(String(40), nullable=True, unique=True)
+    bound_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

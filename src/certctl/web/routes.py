@@ -347,6 +347,13 @@ class Dashboard:
         try:
             certificate = await self.services.inventory.get(ref, actor=session.actor)
             versions = await self.services.inventory.versions(ref, actor=session.actor)
+            deployments = await self.services.deployments.history(
+                certificate_ref=ref, actor=session.actor, limit=20
+            )
+            targets = {
+                t["id"]: t["name"]
+                for t in await self.services.deployments.targets_of(certificate_ref=ref, actor=session.actor)
+            }
         except NotFound:
             return await self.error(request, session, 404, "Not found", f"There is no certificate {ref!r}.")
         issuer_names, profile_names = await self.catalog_names()
@@ -361,6 +368,8 @@ class Dashboard:
             cert=certificate,
             current=certificate["current_version"],
             versions=versions,
+            deployments=deployments,
+            target_names=targets,
             owner_name=owners.get(certificate.get("owner_id") or "", ""),
             team_name=teams.get(certificate.get("team_id") or "", ""),
             relative=relative_days,

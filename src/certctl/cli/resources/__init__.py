@@ -11,6 +11,7 @@ from __future__ import annotations
 import typer
 
 from certctl.cli.resources import (
+    acme,
     agents,
     approvals,
     audit,
@@ -50,4 +51,5 @@ def register(app: typer.Typer) -> None:
     app.add_typer(audit.app, name="audit")
     app.add_typer(agents.app, name="agents")
     app.add_typer(targets.app, name="targets")
+    app.add_typer(acme.app, name="acme")
     app.command("whoami")(keys.whoami)

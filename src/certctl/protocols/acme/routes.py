@@ -16,7 +16,11 @@ from fastapi import FastAPI, Request, Response
 from certctl.protocols.acme import views
 from certctl.protocols.acme.jws import KeyMode, Verified, verify
 from certctl.services.acme import AcmeProfile
+from certctl.services.acme_ari import RETRY_AFTER_SECONDS
+from certctl.services.acme_eab import eab_rules
 from certctl.services.acme_errors import AcmeError
+from certctl.services.acme_keychange import KeyInUse
+from certctl.services.acme_profile_choice import advertised_profiles, choose_profile
 from certctl.services.acme_server import AcmeServer
 from certctl.services.container import Services
 
@@ -56,7 +60,14 @@ def install(app: FastAPI, services: Services) -> None:
         try:
             found = await server.profiles.resolve(profile or server.config.default_profile)
             urls = views.Urls(str(request.base_url), found.name)
-            return _json(server, urls, views.directory(urls, server.config))
+            required = eab_rules(found.row["rules"]).require_eab
+            body = views.directory(
+                urls,
+                server.config,
+                external_account_required=required,
+                profiles=await advertised_profiles(server.context),
+            )
+            return _json(server, urls, body)
         except AcmeError as exc:
             return _problem(server, urls, exc)
 
@@ -68,6 +79,20 @@ def install(app: FastAPI, services: Services) -> None:
         urls = views.Urls(str(request.base_url), profile)
         status = 200 if request.method == "HEAD" else 204
         return Response(status_code=status, headers=_headers(server, urls))
+
+    @app.get("/acme/{profile}/renewal-info/{cert_id}", include_in_schema=False)
+    async def renewal_info(request: Request, profile: str, cert_id: str) -> Response:
+        """RFC 9773 §4.2: unauthenticated GET of a certificate's suggested renewal window."""
+        urls = views.Urls(str(request.base_url), profile)
+        try:
+            await server.profiles.resolve(profile)
+            window = await server.ari.window(cert_id=cert_id)
+        except AcmeError as exc:
+            return _problem(server, urls, exc)
+        body = {"suggestedWindow": {"start": views.rfc3339(window.start), "end": views.rfc3339(window.end)}}
+        response = _json(server, urls, body)
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
 
     def post(path: str, mode: KeyMode, handler: Handler) -> None:
         async def endpoint(request: Request, profile: str, resource_id: str = "") -> Response:
@@ -98,6 +123,7 @@ def install(app: FastAPI, services: Services) -> None:
     post("chall/{resource_id}", "kid", _challenge)
     post("cert/{resource_id}", "kid", _certificate)
     post("revoke-cert", "either", _revoke)
+    post("key-change", "kid", _key_change)
 
 
 def _account_of(verified: Verified) -> dict[str, Any]:
@@ -109,7 +135,12 @@ async def _new_account(
     server: AcmeServer, profile: AcmeProfile, urls: views.Urls, verified: Verified, _: str
 ) -> Response:
     account, created = await server.accounts.register(
-        profile=profile.name, jwk=verified.jwk, thumbprint=verified.thumbprint, payload=verified.payload or {}
+        profile=profile.name,
+        jwk=verified.jwk,
+        thumbprint=verified.thumbprint,
+        payload=verified.payload or {},
+        require_eab=eab_rules(profile.row["rules"]).require_eab,
+        url=urls.of("new-account"),
     )
     location = urls.of("acct", account["id"])
     return _json(server, urls, views.account(urls, account), 201 if created else 200, Location=location)
@@ -150,17 +181,24 @@ async def _new_order(
 ) -> Response:
     if verified.payload is None:
         raise AcmeError("malformed", "newOrder needs a payload")
-    order = await server.orders.create(
-        account=_account_of(verified), profile=profile, payload=verified.payload
+    account = _account_of(verified)
+    chosen = await choose_profile(
+        server.profiles, directory=profile, requested=verified.payload.get("profile")
     )
+    if verified.payload.get("replaces") is not None:
+        await server.ari.check_replaces(account=account, cert_id=verified.payload["replaces"])
+    order = await server.orders.create(account=account, profile=chosen, payload=verified.payload)
     return await _order_response(server, urls, order, 201)
 
 
 async def _order(
     server: AcmeServer, _profile: AcmeProfile, urls: views.Urls, verified: Verified, order_id: str
 ) -> Response:
-    order = await server.orders.order(account=_account_of(verified), order_id=order_id)
-    return await _order_response(server, urls, await server.certificates.refresh(order))
+    order = await server.certificates.refresh(
+        await server.orders.order(account=_account_of(verified), order_id=order_id)
+    )
+    await server.ari.supersede(order=order)
+    return await _order_response(server, urls, order)
 
 
 async def _finalize(
@@ -170,9 +208,12 @@ async def _finalize(
     order = await server.orders.order(account=account, order_id=order_id)
     if verified.payload is None:
         raise AcmeError("malformed", "finalize needs a payload with the CSR")
+    if order["profile"] != profile.name:
+        profile = await server.profiles.resolve(order["profile"])
     finalized = await server.certificates.finalize(
         account=account, order=order, profile=profile, payload=verified.payload
     )
+    await server.ari.supersede(order=finalized)
     return await _order_response(server, urls, finalized)
 
 
@@ -199,10 +240,9 @@ async def _challenge(
     if verified.payload is None:
         challenge, authz = await server.orders.challenge(account=account, challenge_id=challenge_id)
     else:
-        challenge, started = await server.orders.respond(account=account, challenge_id=challenge_id)
+        challenge, authz, started = await server.orders.respond(account=account, challenge_id=challenge_id)
         if started:
             server.validator.start(challenge_id)
-        _, authz = await server.orders.challenge(account=account, challenge_id=challenge_id)
     extra = {"Link": f'<{urls.of("authz", authz["id"])}>;rel="up"'}
     if challenge["status"] == "processing":
         extra["Retry-After"] = str(server.config.retry_after_seconds)
@@ -228,3 +268,27 @@ async def _revoke(
         account=verified.account, jwk_key=verified.public_key, payload=verified.payload
     )
     return Response(status_code=200, headers=_headers(server, urls))
+
+
+async def _key_change(
+    server: AcmeServer, _profile: AcmeProfile, urls: views.Urls, verified: Verified, _: str
+) -> Response:
+    """RFC 8555 §7.3.5: a key already in use answers 409 with its account's URL as Location."""
+    account = _account_of(verified)
+    if verified.payload is None:
+        raise AcmeError("malformed", "keyChange needs the inner JWS as payload")
+    server.accounts.forget(account["id"])
+    try:
+        updated = await server.key_change.roll_over(
+            account=account,
+            account_url=urls.of("acct", account["id"]),
+            url=urls.of("key-change"),
+            payload=verified.payload,
+        )
+    except KeyInUse as exc:
+        response = _problem(server, urls, exc)
+        response.headers["Location"] = urls.of("acct", exc.account_id)
+        return response
+    finally:
+        server.accounts.forget(account["id"])
+    return _json(server, urls, views.account(urls, updated), Location=urls.of("acct", account["id"]))

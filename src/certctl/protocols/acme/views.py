@@ -25,20 +25,30 @@ class Urls:
         return f"{self.root}/{kind}/{resource_id}" if resource_id else f"{self.root}/{kind}"
 
 
-def directory(urls: Urls, config: AcmeConfig) -> dict[str, Any]:
-    """RFC 8555 §7.1.1 (no ``keyChange`` or ``renewalInfo`` yet)."""
-    meta: dict[str, Any] = {"externalAccountRequired": False}
+def directory(
+    urls: Urls,
+    config: AcmeConfig,
+    *,
+    external_account_required: bool = False,
+    profiles: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """RFC 8555 §7.1.1, with ``renewalInfo`` (RFC 9773 §3) and ``meta.profiles`` (ACME profiles)."""
+    meta: dict[str, Any] = {"externalAccountRequired": external_account_required}
     if config.terms_of_service:
         meta["termsOfService"] = config.terms_of_service
     if config.website:
         meta["website"] = config.website
     if config.caa_identities:
         meta["caaIdentities"] = list(config.caa_identities)
+    if profiles:
+        meta["profiles"] = dict(profiles)
     return {
         "newNonce": urls.of("new-nonce"),
         "newAccount": urls.of("new-account"),
         "newOrder": urls.of("new-order"),
         "revokeCert": urls.of("revoke-cert"),
+        "keyChange": urls.of("key-change"),
+        "renewalInfo": urls.of("renewal-info"),
         "meta": meta,
     }
 
@@ -59,6 +69,7 @@ def order(urls: Urls, row: dict[str, Any], authz_ids: list[str]) -> dict[str, An
         "identifiers": row["identifiers"],
         "authorizations": [urls.of("authz", authz_id) for authz_id in authz_ids],
         "finalize": urls.of("order", row["id"]) + "/finalize",
+        "profile": row["profile"],
     }
     if row["version_id"] and row["status"] == "valid":
         view["certificate"] = urls.of("cert", row["version_id"])

@@ -79,7 +79,8 @@ async def insert_order(
 ) -> None:
     await connection.execute(insert(ORDERS), order)
     await connection.execute(insert(AUTHORIZATIONS), list(authorizations))
-    await connection.execute(insert(CHALLENGES), list(challenges))
+    if challenges:
+        await connection.execute(insert(CHALLENGES), list(challenges))
 
 
 async def get_order(connection: AsyncConnection, order_id: str) -> dict[str, Any] | None:

@@ -1,0 +1,75 @@
+"""certbot against a live certctl server whose profile requires external account binding (RFC 8555
+§7.3.4) and trusts bound accounts: refused without ``--eab-kid``/``--eab-hmac-key``, issued with them
+(no challenge is served). The EAB key comes from ``certctl acme eab create``."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from support.cli import ok, ok_json
+from support.live import LiveServer, start_live_server
+from support.seed import DEFAULT_RULES
+
+pytestmark = pytest.mark.peer("certbot")
+PROFILE_RULES = DEFAULT_RULES | {
+    "san_patterns": ["**.corp.test"],
+    "acme": {"require_eab": True, "validation": "trusted"},
+}
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = start_live_server(tmp_path_factory.mktemp("eab-live"))
+    try:
+        with server.client() as client:
+            created = client.post("/api/v1/profiles", json={"name": "internal", "rules": PROFILE_RULES})
+            created.raise_for_status()
+        yield server
+    finally:
+        server.stop()
+
+
+def _certbot(live: LiveServer, work: Path, name: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    argv = ["certbot", "--non-interactive", "--config-dir", str(work / "config")]
+    argv += ["--work-dir", str(work / "work"), "--logs-dir", str(work / "logs")]
+    webroot = work.parent / "webroot"
+    argv += ["certonly", "--webroot", "-w", str(webroot), "-d", name]
+    argv += ["--server", f"{live.url}/acme/internal/directory"]
+    argv += ["--register-unsafely-without-email", "--agree-tos", *extra]
+    env = os.environ | {"REQUESTS_CA_BUNDLE": str(live.ca_bundle)}
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_certbot_needs_the_binding(live: LiveServer, tmp_path: Path) -> None:
+    name = f"svc-{secrets.token_hex(4)}.corp.test"
+    (tmp_path / "webroot").mkdir()
+    refused = _certbot(live, tmp_path / "without", name)
+    assert refused.returncode != 0
+    assert "external account" in (refused.stdout + refused.stderr).lower()
+
+    created = ok(live, tmp_path, "acme", "eab", "create", "--profile", "internal", "--name", "certbot")
+    fields = dict(line.split(": ", 1) for line in created.strip().splitlines())
+    assert set(fields) == {"kid", "hmac_key"}
+    issued = _certbot(
+        live, tmp_path / "with", name, "--eab-kid", fields["kid"], "--eab-hmac-key", fields["hmac_key"]
+    )
+    assert issued.returncode == 0, issued.stdout + issued.stderr
+    leaf = x509.load_pem_x509_certificate(
+        (tmp_path / "with" / "config" / "live" / name / "cert.pem").read_bytes()
+    )
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == [name]
+
+    listed = ok_json(live, tmp_path, "acme", "eab", "list", "--profile", "internal")["items"]
+    assert [(k["kid"], k["account_id"] is not None) for k in listed] == [(fields["kid"], True)]
+    assert "hmac_key" not in listed[0]
+    assert fields["kid"] in ok(live, tmp_path, "acme", "eab", "list")
+    revoked = ok_json(live, tmp_path, "acme", "eab", "revoke", fields["kid"])
+    assert revoked["revoked_at"]
