@@ -4,7 +4,6 @@ deadline of a mass re-issuance, and a revoked certificate's window in the past."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,35 +16,10 @@ from certctl.services.acme_ari import cert_id_of, parse_cert_id
 from certctl.services.acme_errors import AcmeError
 from certctl.services.audit import SYSTEM
 from certctl.store.models import AcmeOrder, AuditEvent
-from support.acme_client import AcmeTestClient, Http01Server, b64url, start_challtestsrv
-from support.acme_inprocess import ERR, AcmeApp, acme_app, issue
+from support.acme_client import AcmeTestClient, Http01Server, b64url
+from support.acme_inprocess import ERR, AcmeApp, issue
 
 pytestmark = pytest.mark.peer("pebble-challtestsrv")
-
-
-@pytest.fixture(scope="module")
-def resolver() -> Iterator[str]:
-    process, address = start_challtestsrv()
-    try:
-        yield address
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def responder() -> Iterator[Http01Server]:
-    server = Http01Server()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def app(database_url: str, resolver: str, responder: Http01Server) -> Iterator[AcmeApp]:
-    with acme_app(database_url, resolver=resolver, responder=responder) as running:
-        yield running
 
 
 def _client(app: AcmeApp) -> AcmeTestClient:

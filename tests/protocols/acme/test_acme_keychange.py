@@ -5,42 +5,16 @@ and every malformed inner JWS is refused with nothing changed."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from joserfc import jws
 from joserfc.jwk import ECKey
 
-from support.acme_client import REGISTRY, AcmeTestClient, Http01Server, start_challtestsrv
-from support.acme_inprocess import ERR, AcmeApp, acme_app
+from support.acme_client import REGISTRY, AcmeTestClient
+from support.acme_inprocess import ERR, AcmeApp
 
 pytestmark = pytest.mark.peer("pebble-challtestsrv")
-
-
-@pytest.fixture(scope="module")
-def resolver() -> Iterator[str]:
-    process, address = start_challtestsrv()
-    try:
-        yield address
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def responder() -> Iterator[Http01Server]:
-    server = Http01Server()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def app(database_url: str, resolver: str, responder: Http01Server) -> Iterator[AcmeApp]:
-    with acme_app(database_url, resolver=resolver, responder=responder) as running:
-        yield running
 
 
 def _inner(

@@ -12,30 +12,11 @@ from sqlalchemy import func, select
 
 from certctl.services.audit import SYSTEM
 from certctl.store.models import AcmeOrder
-from support.acme_client import AcmeTestClient, Http01Server, start_challtestsrv
+from support.acme_client import AcmeTestClient, Http01Server
 from support.acme_inprocess import ERR, AcmeApp, acme_app, issue
 from support.seed import DEFAULT_RULES
 
 pytestmark = pytest.mark.peer("pebble-challtestsrv")
-
-
-@pytest.fixture(scope="module")
-def resolver() -> Iterator[str]:
-    process, address = start_challtestsrv()
-    try:
-        yield address
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def responder() -> Iterator[Http01Server]:
-    server = Http01Server()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
