@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from joserfc import jws
 from joserfc.jwk import ECKey
 
-from support.acme_client import REGISTRY, Http01Server, start_challtestsrv
+from support.acme_client import REGISTRY, Http01Server
 from support.csrs import csr_pem
 from support.live import LiveServer, start_live_server
 
@@ -32,25 +32,6 @@ pytestmark = pytest.mark.peer("pebble-challtestsrv")
 ACCOUNTS = 64
 OVERALL_SECONDS = 300.0
 JOSE = {"Content-Type": "application/jose+json"}
-
-
-@pytest.fixture(scope="module")
-def resolver() -> Iterator[str]:
-    process, address = start_challtestsrv()
-    try:
-        yield address
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def responder() -> Iterator[Http01Server]:
-    server = Http01Server()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

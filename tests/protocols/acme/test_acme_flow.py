@@ -20,31 +20,12 @@ from certctl.keys.envelope import MasterKey
 from certctl.services.acme import AcmeConfig
 from certctl.services.container import build_services
 from certctl.store.db import make_engine
-from support.acme_client import AcmeTestClient, Http01Server, b64url, start_challtestsrv
+from support.acme_client import AcmeTestClient, Http01Server, b64url
 from support.csrs import counts, csr_pem
 from support.seed import seed_minimal
 
 pytestmark = pytest.mark.peer("pebble-challtestsrv")
 ERR = "urn:ietf:params:acme:error:"
-
-
-@pytest.fixture(scope="module")
-def resolver() -> Iterator[str]:
-    process, address = start_challtestsrv()
-    try:
-        yield address
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def responder() -> Iterator[Http01Server]:
-    server = Http01Server()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
