@@ -315,6 +315,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
                 "CERTCTL_ACME_HTTP01_PORT": str(responder.port),
                 "CERTCTL_ACME_DNS_RESOLVER": dns,
                 "CERTCTL_ACME_DEFAULT_PROFILE": "bench",
+                "CERTCTL_ACME_ORDERS_PER_ACCOUNT_HOUR": "0",  # Pebble has no limits either
+                "CERTCTL_ACME_AUTHZ_REUSE_HOURS": "0",  # every order proves its names, as with Pebble
             }
             database_url = (
                 fresh_postgres(args.database_url, "certctl_bench_acme") if args.database_url else None

@@ -5,12 +5,14 @@ Validated once at start-up and passed in; nothing reads the environment at impor
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from certctl.auth.config import IdentityConfig, SessionConfig
 from certctl.errors import ConfigurationError
 
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "password", "token", "xxx", "example"})
@@ -67,6 +69,38 @@ class Settings(BaseSettings):
     acme_issuer: str | None = Field(
         default=None, description="Issuer ACME signs with (default: the only one)."
     )
+    acme_orders_per_account_hour: int = Field(
+        default=300, ge=0, description="New ACME orders per account per rolling hour (0: no limit)."
+    )
+    acme_failures_per_identifier_hour: int = Field(
+        default=5, ge=0, description="Failed validations of one name per account per hour (0: no limit)."
+    )
+    acme_authz_reuse_hours: int = Field(
+        default=24,
+        ge=0,
+        le=24 * 30,
+        description="Reuse an account's proof of a name for this long (0: never).",
+    )
+    acme_caa_identities: str = Field(
+        default="",
+        description="Comma-separated CAA issuer domains of this CA; set, CAA (RFC 8659) is checked.",
+    )
+    session_idle_seconds: int = Field(
+        default=1800, ge=60, description="A dashboard session unused for this long ends."
+    )
+    session_bind: Literal["none", "ip", "user-agent", "ip+user-agent"] = Field(
+        default="none", description="Bind dashboard sessions to the client IP and/or user agent."
+    )
+    bootstrap_admin_groups: str = Field(
+        default="",
+        description="Comma-separated OIDC groups whose first member to sign in becomes admin (once).",
+    )
+    bootstrap_admin_provider: str | None = Field(
+        default=None, description="The OIDC provider those groups belong to (needed with several)."
+    )
+    breakglass_enabled: bool = Field(
+        default=False, description="Enable the break-glass admin sign-in (off: its routes answer 404)."
+    )
 
     @field_validator("bootstrap_token")
     @classmethod
@@ -76,6 +110,19 @@ class Settings(BaseSettings):
         if value.lower() in PLACEHOLDER_SECRETS or len(value) < 16:
             raise ValueError("CERTCTL_BOOTSTRAP_TOKEN must be a random value of at least 16 characters")
         return value
+
+    def identity(self) -> IdentityConfig:
+        groups = tuple(g.strip() for g in self.bootstrap_admin_groups.split(",") if g.strip())
+        return IdentityConfig(
+            session=SessionConfig(
+                lifetime=timedelta(seconds=self.session_ttl_seconds),
+                idle=timedelta(seconds=self.session_idle_seconds),
+                binding=self.session_bind,
+            ),
+            bootstrap_admin_groups=groups,
+            bootstrap_admin_provider=self.bootstrap_admin_provider or None,
+            breakglass_enabled=self.breakglass_enabled,
+        )
 
     @property
     def resolved_database_url(self) -> str:

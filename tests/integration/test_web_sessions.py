@@ -130,7 +130,9 @@ def test_sign_in_sets_host_only_secure_cookies_and_stores_only_digests(api: ApiH
     token = session_line.split(";")[0].split("=", 1)[1]
     csrf = csrf_line.split(";")[0].split("=", 1)[1]
     [stored] = session_rows(api)
-    assert stored["id"] == hashlib.sha256(token.encode()).hexdigest()
+    session_id, key_id, mac = token.split(".")
+    assert len(session_id) >= 43 and key_id and mac
+    assert stored["id"] == hashlib.sha256(session_id.encode()).hexdigest()
     assert stored["csrf_sha256"] == hashlib.sha256(csrf.encode()).hexdigest()
     assert token not in json.dumps(stored, default=str)
     assert (stored["expires_at"] - stored["created_at"]).total_seconds() == 8 * 3600

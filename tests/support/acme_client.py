@@ -131,8 +131,13 @@ class Http01Server:
         self.server.server_close()
 
 
+CHALLTESTSRV_MANAGEMENT: dict[str, str] = {}
+"""DNS address -> management URL of each ``pebble-challtestsrv`` started here (to add CAA records)."""
+
+
 def start_challtestsrv() -> tuple[Any, str]:
-    """``pebble-challtestsrv`` answering every name with 127.0.0.1; (process, ``host:port`` of its DNS)."""
+    """``pebble-challtestsrv`` answering every name with 127.0.0.1; (process, ``host:port`` of its DNS).
+    Its management URL is in :data:`CHALLTESTSRV_MANAGEMENT` under that address."""
     import socket
     import subprocess
     import time
@@ -168,6 +173,7 @@ def start_challtestsrv() -> tuple[Any, str]:
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", management), timeout=0.5):
+                CHALLTESTSRV_MANAGEMENT[f"127.0.0.1:{dns_port}"] = f"http://127.0.0.1:{management}"
                 return process, f"127.0.0.1:{dns_port}"
         except OSError:
             time.sleep(0.1)

@@ -48,8 +48,14 @@ class AcmeApp:
 
 
 @contextmanager
-def acme_app(database_url: str, *, resolver: str, responder: Http01Server) -> Iterator[AcmeApp]:
-    config = AcmeConfig(http01_port=responder.port, dns_resolver=resolver, validation_timeout_seconds=5)
+def acme_app(
+    database_url: str, *, resolver: str, responder: Http01Server, **settings: Any
+) -> Iterator[AcmeApp]:
+    """The app with ACME validating through ``resolver`` and ``responder``; ``settings`` override other
+    :class:`AcmeConfig` fields (CAA identities, rate limits, ...)."""
+    config = AcmeConfig(
+        http01_port=responder.port, dns_resolver=resolver, validation_timeout_seconds=5, **settings
+    )
     services = build_services(
         engine=make_engine(database_url, pool_size=5),
         master_key=MasterKey(secrets.token_bytes(32)),

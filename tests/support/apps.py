@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from starlette.testclient import TestClient
 
 from certctl.api.app import create_app
+from certctl.auth.config import IdentityConfig
 from certctl.keys.envelope import MasterKey
 from certctl.services.audit import SYSTEM
 from certctl.services.container import Services, build_services
@@ -67,15 +68,20 @@ class ApiHarness:
 
 @contextmanager
 def make_harness(
-    database_url: str, *, bootstrap_token: str | None = BOOTSTRAP_TOKEN, seed_admin: bool = True
+    database_url: str,
+    *,
+    bootstrap_token: str | None = BOOTSTRAP_TOKEN,
+    seed_admin: bool = True,
+    identity: IdentityConfig | None = None,
 ) -> Iterator[ApiHarness]:
     services = build_services(
         engine=make_engine(database_url, pool_size=5),
         master_key=MasterKey(secrets.token_bytes(32)),
         public_http_url="http://127.0.0.1:8080",
         cache_ttl_seconds=0.0,
+        identity=identity,
     )
-    app = create_app(services, bootstrap_token=bootstrap_token, max_body_bytes=256 * 1024)
+    app = create_app(services, bootstrap_token=bootstrap_token, max_body_bytes=256 * 1024, identity=identity)
     with TestClient(app, base_url="https://testserver") as client:
         assert client.portal is not None
         seeded = client.portal.call(seed_minimal, services)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Response
@@ -18,10 +21,12 @@ from certctl.api.routers import (
     agents,
     approvals,
     audit,
+    breakglass,
     cas,
     catalog,
     certificates,
     deployments,
+    federation,
     jobs,
     notifications,
     policies,
@@ -30,6 +35,8 @@ from certctl.api.routers import (
     system,
     targets,
 )
+from certctl.auth.config import IdentityConfig
+from certctl.auth.session_keys import SigningKeys
 from certctl.errors import NotFound
 from certctl.protocols.acme.routes import install as install_acme_routes
 from certctl.protocols.crl.http import install as install_crl_routes
@@ -37,6 +44,8 @@ from certctl.protocols.ocsp.http import OcspEndpoint
 from certctl.services.container import Services
 from certctl.store.db import read_only
 from certctl.store.repositories import rows
+
+log = logging.getLogger("certctl.api")
 
 _MODULES = (
     system,
@@ -56,6 +65,8 @@ _MODULES = (
     targets,
     deployments,
     acme_eab,
+    federation,
+    breakglass,
 )
 ROUTERS = tuple(module.router for module in _MODULES)
 """Every router of the HTTPS app; the permission test walks these."""
@@ -67,16 +78,36 @@ def create_app(
     bootstrap_token: str | None = None,
     max_body_bytes: int = 1_048_576,
     web: bool = True,
+    identity: IdentityConfig | None = None,
 ) -> ASGIApp:
+    identity = identity or IdentityConfig()
+    keys = SigningKeys(
+        services.context.engine,
+        services.context.master_key,
+        services.context.clock,
+        window=identity.session.lifetime,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await keys.ensure()  # the first start makes the first session signing key
+        await keys.load()  # and a start without one fails here
+        if identity.breakglass_enabled:
+            log.warning("break-glass sign-in is ENABLED at /auth/breakglass; turn it off after the incident")
+        yield
+
     app = FastAPI(
         title="certctl",
         version=__version__,
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.services = services
     app.state.bootstrap_token = bootstrap_token
+    app.state.identity = identity
+    app.state.session_keys = keys
     problems.install(app)
     for router in ROUTERS:
         app.include_router(router)
@@ -85,7 +116,7 @@ def create_app(
     if web:
         from certctl.web.routes import install as install_web
 
-        install_web(app, services)
+        app.state.dashboard = install_web(app, services, identity, keys)
     else:
 
         @app.get("/", include_in_schema=False)

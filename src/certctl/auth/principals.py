@@ -8,10 +8,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from certctl.domain.rbac import BUILTIN_ROLES, Access, Grant, ScopeType
-from certctl.store.models import Role, RoleGrant, table_of
+from certctl.store.models import OidcGroupMapping, Role, RoleGrant, table_of
 
 GRANTS = table_of(RoleGrant)
 ROLES = table_of(Role)
+MAPPINGS = table_of(OidcGroupMapping)
+USER_PRINCIPAL = "user"
 
 
 async def custom_roles(connection: AsyncConnection) -> dict[str, frozenset[str]]:
@@ -43,3 +45,32 @@ async def load_access(
             )
         )
     return Access(tuple(grants))
+
+
+async def load_user_access(
+    connection: AsyncConnection, *, user_id: str, provider_id: str, groups: list[str], now: datetime
+) -> Access:
+    """An OIDC user's access: the roles its provider's group mappings give its current groups, plus any
+    role granted to the user directly (e.g. the OIDC first admin)."""
+    direct = await load_access(connection, principal_type=USER_PRINCIPAL, principal_id=user_id, now=now)
+    if not groups:
+        return direct
+    statement = select(MAPPINGS).where(
+        MAPPINGS.c.provider_id == provider_id, MAPPINGS.c.group_name.in_(sorted(set(groups))[:500])
+    )
+    mapped = [dict(r) for r in (await connection.execute(statement)).mappings()]
+    if not mapped:
+        return direct
+    needs_custom = any(r["role"] not in BUILTIN_ROLES for r in mapped)
+    catalogue = dict(BUILTIN_ROLES) | (await custom_roles(connection) if needs_custom else {})
+    grants = [
+        Grant(
+            role=r["role"],
+            permissions=catalogue.get(r["role"], frozenset()),
+            scope=ScopeType(r["scope_type"]),
+            scope_id=r["scope_id"] or None,
+            expires_at=None,
+        )
+        for r in mapped
+    ]
+    return Access(direct.grants + tuple(grants))

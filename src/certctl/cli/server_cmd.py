@@ -49,6 +49,9 @@ def register(app: typer.Typer) -> None:
             "workers": workers,
         }
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        # The database drivers log statement parameters (hashes, sealed secrets) at DEBUG: never let them.
+        for driver in ("aiosqlite", "psycopg", "sqlalchemy.engine"):
+            logging.getLogger(driver).setLevel(logging.WARNING)
         try:
             values = {k: v for k, v in overrides.items() if v is not None} | ({"demo": True} if demo else {})
             settings = Settings(**values)

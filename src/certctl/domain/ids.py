@@ -24,6 +24,9 @@ PREFIXES = {
     "enrol": "enr",
     "target": "tgt",
     "deploy": "dep",
+    "oidc_provider": "idp",
+    "group_mapping": "map",
+    "user": "usr",
 }
 
 

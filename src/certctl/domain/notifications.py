@@ -30,6 +30,7 @@ class EventType(StrEnum):
     APPROVAL_REQUESTED = "approval.requested"
     DEPLOYED = "deployment.succeeded"
     DEPLOYMENT_FAILED = "deployment.failed"
+    BREAKGLASS = "breakglass.used"
     DIGEST = "digest"
     TEST = "test"
 
@@ -59,8 +60,15 @@ AUDIT_EVENTS: dict[str, tuple[EventType, Severity]] = {
     "approval.request": (EventType.APPROVAL_REQUESTED, Severity.INFO),
     "deployment.succeeded": (EventType.DEPLOYED, Severity.INFO),
     "deployment.failed": (EventType.DEPLOYMENT_FAILED, Severity.CRITICAL),
+    "breakglass.login": (EventType.BREAKGLASS, Severity.CRITICAL),
+    "breakglass.locked": (EventType.BREAKGLASS, Severity.CRITICAL),
 }
 """Audit actions that become notification events, with the event type and severity each one gets."""
+BREAKGLASS_TITLES = {
+    "breakglass.login": "signed in",
+    "breakglass.locked": "locked after repeated failed sign-ins",
+}
+"""How a ``breakglass.used`` title words each audited use of the emergency account."""
 
 
 @dataclass(frozen=True)

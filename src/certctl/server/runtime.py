@@ -71,6 +71,7 @@ def services_for(settings: Settings, master_key: MasterKey, *, pool_size: int = 
     return build_services(
         engine=make_engine(settings.resolved_database_url, pool_size=pool_size),
         master_key=master_key,
+        identity=settings.identity(),
         public_http_url=settings.resolved_public_http_url,
         expiring_within=timedelta(days=settings.expiring_threshold_days),
         approval_ttl=timedelta(hours=settings.approval_ttl_hours),
@@ -83,6 +84,10 @@ def services_for(settings: Settings, master_key: MasterKey, *, pool_size: int = 
             dns_resolver=settings.acme_dns_resolver,
             terms_of_service=settings.acme_terms_of_service,
             issuer=settings.acme_issuer,
+            caa_identities=tuple(i.strip() for i in settings.acme_caa_identities.split(",") if i.strip()),
+            authz_reuse=timedelta(hours=settings.acme_authz_reuse_hours),
+            orders_per_account_hour=settings.acme_orders_per_account_hour,
+            failures_per_identifier_hour=settings.acme_failures_per_identifier_hour,
         ),
     )
 
@@ -132,7 +137,10 @@ async def serve(prepared: Prepared, sockets: tuple[socket.socket, socket.socket]
     settings = prepared.settings
     services = services_for(settings, prepared.master_key)
     app = create_app(
-        services, bootstrap_token=settings.bootstrap_token, max_body_bytes=settings.max_body_bytes
+        services,
+        bootstrap_token=settings.bootstrap_token,
+        max_body_bytes=settings.max_body_bytes,
+        identity=settings.identity(),
     )
     public_app = create_public_app(services)
     https_config = uvicorn.Config(

@@ -4,6 +4,7 @@
   permission they do not hold themselves, in that scope (``Access.can_grant``).
 - A custom role can only be given permissions its editor holds globally, since it may be granted widely.
 - The last live global admin cannot lose that grant.
+- A role change ends the dashboard sessions of the key it changes (they sign in again with the new roles).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from certctl.services.api_keys import grant_record
 from certctl.services.audit import Actor, RequestInfo, audit_record
 from certctl.services.context import ServiceContext
 from certctl.store.db import read_only, unit_of_work
-from certctl.store.repositories import audit, grants, rows
+from certctl.store.repositories import audit, grants, rows, web_sessions
 
 
 @dataclass(frozen=True)
@@ -197,8 +198,9 @@ class AccessControlService:
                 await grants.add_grants(connection, [record])
             except IntegrityError as exc:
                 raise Conflict("the key already holds this role in this scope") from exc
+            ended = await web_sessions.end_sessions(connection, principals=[("api_key", key_id)])
             details = {"key": key_id, "role": spec.role, "scope": str(spec.scope), "scope_id": scope_id,
-                       "expires_at": str(spec.expires_at)}  # fmt: skip
+                       "expires_at": str(spec.expires_at), "sessions_ended": len(ended)}  # fmt: skip
             await self._audit(connection, "auth.role.grant", record["id"], actor, request, details)
         self._changed()
         return record
@@ -210,7 +212,7 @@ class AccessControlService:
         async with unit_of_work(self._ctx.engine) as uow:
             connection = uow.connection
             row = await grants.get_grant(connection, grant_id)
-            if row is None or row["principal_id"] != key_id:
+            if row is None or (row["principal_type"], row["principal_id"]) != ("api_key", key_id):
                 raise NotFound(f"grant {grant_id!r} does not exist on key {key_id!r}")
             catalogue = dict(BUILTIN_ROLES) | await custom_roles(connection)
             scope = ScopeType(row["scope_type"])
@@ -224,11 +226,13 @@ class AccessControlService:
                 if admins == {key_id}:
                     raise Conflict("this is the last admin; grant admin to another key first")
             await grants.remove_grant(connection, grant_id)
+            ended = await web_sessions.end_sessions(connection, principals=[("api_key", key_id)])
             details = {
                 "key": key_id,
                 "role": row["role"],
                 "scope": row["scope_type"],
                 "scope_id": row["scope_id"],
+                "sessions_ended": len(ended),
             }
             await self._audit(connection, "auth.role.revoke", grant_id, actor, request, details)
         self._changed()

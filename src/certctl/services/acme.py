@@ -35,7 +35,13 @@ class AcmeConfig:
     caa_identities: tuple[str, ...] = ()
     issuer: str | None = None
     order_ttl: timedelta = timedelta(days=7)
-    """Orders and their authorizations expire together (authorizations are not reused across orders)."""
+    """Orders and their authorizations expire together."""
+    orders_per_account_hour: int = 300
+    """Rate limit: new orders per account per rolling hour, across replicas (0: none)."""
+    failures_per_identifier_hour: int = 5
+    """Rate limit: failed authorizations of one account for one name per rolling hour (0: none)."""
+    authz_reuse: timedelta = timedelta(days=1)
+    """A new order reuses a valid authorization the same account proved within this window (zero: never)."""
     nonce_ttl: timedelta = timedelta(hours=1)
     validation_timeout_seconds: float = 10.0
     stale_validation_after: timedelta = timedelta(minutes=2)

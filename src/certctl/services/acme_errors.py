@@ -23,13 +23,21 @@ class AcmeError(Exception):
     """``kind`` is the last part of the type URN (``badNonce``, ``malformed``, ``badCSR``, ...)."""
 
     def __init__(
-        self, kind: str, detail: str, *, status: int | None = None, extra: dict[str, Any] | None = None
+        self,
+        kind: str,
+        detail: str,
+        *,
+        status: int | None = None,
+        extra: dict[str, Any] | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
         self.status = status or STATUS.get(kind, 400)
         self.extra = dict(extra or {})
+        self.retry_after = retry_after
+        """Seconds, sent as ``Retry-After`` (``rateLimited``, RFC 8555 §6.6)."""
 
     @property
     def type_uri(self) -> str:

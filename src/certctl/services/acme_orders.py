@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import secrets
+from datetime import datetime, timedelta
 from typing import Any
 
 from certctl.pki.names import match_san_pattern
@@ -66,6 +67,13 @@ def normalise_identifier(identifier: Any, profile: AcmeProfile) -> dict[str, str
     raise AcmeError("rejectedIdentifier", "IP addresses use the identifier type 'ip' (RFC 8738)")
 
 
+RATE_WINDOW = timedelta(hours=1)
+
+
+def _seconds_until(moment: datetime, now: datetime) -> int:
+    return max(1, int((moment - now).total_seconds()) + 1)
+
+
 class AcmeOrders:
     def __init__(self, context: ServiceContext, config: AcmeConfig) -> None:
         self._ctx = context
@@ -89,6 +97,7 @@ class AcmeOrders:
         replaces = payload.get("replaces")
         if replaces is not None and not isinstance(replaces, str):
             raise AcmeError("malformed", "replaces must be a certificate identifier string (RFC 9773)")
+        await self._within_limits(account["id"], identifiers)
         trusted = await self._eab.admit_order(
             account_id=account["id"], profile=profile, identifiers=identifiers
         )
@@ -110,9 +119,39 @@ class AcmeOrders:
             "updated_at": now,
         }
         authorizations, challenges = [], []
+        reusable = {} if trusted else await self._reusable(account["id"], identifiers, now)
         for identifier in identifiers:
             authz_id = new_acme_id("authz")
             wildcard = identifier["value"].startswith("*.")
+            key = (identifier["type"], identifier["value"].removeprefix("*."), wildcard)
+            earlier = reusable.get(key)
+            if earlier is not None:  # proven recently by this account: a valid copy, no new challenge
+                previous, proof = earlier
+                authorizations.append(
+                    {
+                        "id": authz_id,
+                        "order_id": order["id"],
+                        "identifier_type": key[0],
+                        "identifier_value": key[1],
+                        "wildcard": wildcard,
+                        "status": "valid",
+                        "expires_at": min(previous["expires_at"], expires),
+                        "created_at": now,
+                    }
+                )
+                challenges.append(
+                    {
+                        "id": new_acme_id("chal"),
+                        "authorization_id": authz_id,
+                        "type": proof["type"],
+                        "token": proof["token"],
+                        "status": "valid",
+                        "validated_at": proof["validated_at"],
+                        "error": None,
+                        "updated_at": now,
+                    }
+                )
+                continue
             authorizations.append(
                 {
                     "id": authz_id,
@@ -139,11 +178,69 @@ class AcmeOrders:
                 for kind in challenge_types(identifier["type"], wildcard=wildcard)
                 if not trusted
             ]
+        if authorizations and all(a["status"] == "valid" for a in authorizations):
+            order["status"] = "ready"
         async with unit_of_work(self._ctx.engine) as uow:
             await acme.insert_order(
                 uow.connection, order=order, authorizations=authorizations, challenges=challenges
             )
         return order
+
+    async def _within_limits(self, account_id: str, identifiers: list[dict[str, str]]) -> None:
+        """``rateLimited`` (429 with Retry-After) past the per-account order limit or the failed-validation
+        limit of a name. Counted from the orders table, so the limits hold across replicas."""
+        orders_limit, failures_limit = (
+            self._config.orders_per_account_hour,
+            self._config.failures_per_identifier_hour,
+        )
+        if not orders_limit and not failures_limit:
+            return
+        now = self._ctx.clock.now()
+        since = now - RATE_WINDOW
+        async with read_only(self._ctx.engine) as connection:
+            if orders_limit:
+                count, oldest = await acme.recent_orders(connection, account_id=account_id, since=since)
+                if count >= orders_limit and oldest is not None:
+                    raise AcmeError(
+                        "rateLimited",
+                        f"this account created {count} orders in the last hour (limit {orders_limit})",
+                        retry_after=_seconds_until(oldest + RATE_WINDOW, now),
+                    )
+            if failures_limit:
+                values = [i["value"].removeprefix("*.") for i in identifiers]
+                failures = await acme.recent_failures(
+                    connection, account_id=account_id, values=values, since=since
+                )
+                for value, (count, oldest) in sorted(failures.items()):
+                    if count >= failures_limit:
+                        raise AcmeError(
+                            "rateLimited",
+                            f"{value}: {count} failed validations in the last hour (limit {failures_limit})",
+                            retry_after=_seconds_until(oldest + RATE_WINDOW, now),
+                        )
+
+    async def _reusable(
+        self, account_id: str, identifiers: list[dict[str, str]], now: datetime
+    ) -> dict[tuple[str, str, bool], tuple[dict[str, Any], dict[str, Any]]]:
+        """Authorizations this account proved recently (RFC 8555 §7.1.4 lets a server reuse them): still
+        valid for at least an hour, and proven within ``authz_reuse`` (within eight hours when CAA is
+        checked, so a changed CAA record is seen again)."""
+        window = self._config.authz_reuse
+        if window <= timedelta(0):
+            return {}
+        if self._config.caa_identities:
+            window = min(window, timedelta(hours=8))
+        wanted = [
+            (i["type"], i["value"].removeprefix("*."), i["value"].startswith("*.")) for i in identifiers
+        ]
+        async with read_only(self._ctx.engine) as connection:
+            return await acme.reusable_authorizations(
+                connection,
+                account_id=account_id,
+                identifiers=wanted,
+                valid_after=now + timedelta(hours=1),
+                validated_after=now - window,
+            )
 
     async def order(self, *, account: dict[str, Any], order_id: str) -> dict[str, Any]:
         async with read_only(self._ctx.engine) as connection:

@@ -27,6 +27,7 @@ import dns.resolver
 import httpx2
 
 from certctl.services.acme import AcmeConfig
+from certctl.services.acme_caa import check_caa
 from certctl.services.acme_challenges_tlsalpn import check_tls_alpn01
 from certctl.services.acme_errors import AcmeError
 from certctl.services.context import ServiceContext
@@ -80,6 +81,13 @@ class ChallengeValidator:
             error: AcmeError | None = None
             try:
                 await self._check(challenge, authz["identifier_value"], key_authorization)
+                if self._config.caa_identities and authz["identifier_type"] == "dns":
+                    await check_caa(
+                        self._resolver(),
+                        authz["identifier_value"],
+                        wildcard=bool(authz["wildcard"]),
+                        identities=self._config.caa_identities,
+                    )
             except AcmeError as exc:
                 error = exc
             await self._record(challenge, authz["id"], error)

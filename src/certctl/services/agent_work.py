@@ -22,7 +22,7 @@ from certctl.services.holds import Held
 from certctl.services.issuance import IssuanceService
 from certctl.services.lookups import RowCache
 from certctl.services.targets import TargetService
-from certctl.store.db import read_only, unit_of_work
+from certctl.store.db import autocommit_reads, read_only, unit_of_work
 from certctl.store.repositories import agents, audit, certificates, deployments
 
 STEP_LIMIT = 50
@@ -46,8 +46,14 @@ class AgentWorkService:
     async def work(self, *, agent_id: str) -> dict[str, Any]:
         """Claim this agent's open deployments under a lease and describe them: per certificate, either
         "enrol" (generate a key, send a CSR) or "deploy" (install this version), with each target's
-        options (secrets included: this response goes to the serving agent only)."""
+        options (secrets included: this response goes to the serving agent only).
+
+        Almost every poll finds nothing: one read (outside any transaction) says so, and only a poll
+        that has something to hand out opens the write transaction that claims it."""
         now = self._ctx.clock.now()
+        async with autocommit_reads(self._ctx.engine) as connection:
+            if not await deployments.anything_for(connection, agent_id=agent_id, now=now):
+                return {"items": [], "checks": []}
         async with unit_of_work(self._ctx.engine) as uow:
             connection = uow.connection
             abandoned = await deployments.give_up_abandoned(

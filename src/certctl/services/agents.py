@@ -1,8 +1,13 @@
-"""Agents as use cases: enrolment tokens, enrolment, heartbeat, credential rotation, retirement."""
+"""Agents as use cases: enrolment tokens, enrolment, heartbeat, credential rotation, retirement.
+
+Heartbeats are written in batches (:mod:`certctl.services.agent_heartbeats`); rotation and retirement tell
+the credential cache (``on_credentials_change``) so that they take effect on this process at once.
+"""
 
 from __future__ import annotations
 
 import builtins
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -17,6 +22,7 @@ from certctl.domain.agents import (
 )
 from certctl.domain.ids import new_id
 from certctl.errors import Conflict, Gone, NotFound, Unauthenticated, ValidationFailed
+from certctl.services.agent_heartbeats import HEARTBEAT_FLUSH_SECONDS, HeartbeatBuffer
 from certctl.services.audit import Actor, RequestInfo, audit_record
 from certctl.services.context import ServiceContext
 from certctl.store.db import read_only, unit_of_work
@@ -53,8 +59,16 @@ class HostFacts:
 
 
 class AgentService:
-    def __init__(self, context: ServiceContext) -> None:
+    def __init__(
+        self,
+        context: ServiceContext,
+        *,
+        on_credentials_change: Callable[[str], None] | None = None,
+        heartbeat_flush_seconds: float = HEARTBEAT_FLUSH_SECONDS,
+    ) -> None:
         self._ctx = context
+        self._on_credentials_change = on_credentials_change or (lambda _agent_id: None)
+        self._heartbeats = HeartbeatBuffer(context.engine, flush_seconds=heartbeat_flush_seconds)
 
     async def create_enrolment_token(
         self, *, name: str, proxy: bool, ttl: timedelta | None, actor: Actor, info: RequestInfo | None = None
@@ -150,17 +164,19 @@ class AgentService:
         return public_agent(row), credential
 
     async def heartbeat(self, *, agent_id: str, facts: HostFacts) -> None:
-        now = self._ctx.clock.now()
+        """Record that the agent (authenticated and active) is alive and what it runs on: kept in memory
+        and written with the other heartbeats within a second (``flush_heartbeats``)."""
         values = {
             "hostname": facts.hostname[:255],
             "os": facts.os[:100],
             "arch": facts.arch[:50],
             "version": facts.version[:50],
-            "last_seen_at": now,
         }
-        async with unit_of_work(self._ctx.engine) as uow:
-            if not await agents.touch_agent(uow.connection, agent_id, values):
-                raise Gone(f"agent {agent_id!r} is retired")
+        self._heartbeats.add(agent_id=agent_id, facts=values, seen_at=self._ctx.clock.now())
+
+    async def flush_heartbeats(self) -> int:
+        """Write the heartbeats not written yet; how many. Reads of the registry do it first."""
+        return await self._heartbeats.flush()
 
     async def rotate(
         self, *, agent_id: str, actor: Actor, info: RequestInfo | None = None
@@ -191,6 +207,7 @@ class AgentService:
                     )
                 ],
             )
+        self._on_credentials_change(agent_id)
         return public_agent(row | values), credential
 
     async def retire(
@@ -223,13 +240,16 @@ class AgentService:
                     )
                 ],
             )
+        self._on_credentials_change(row["id"])
         return public_agent(row | values)
 
     async def get(self, agent_ref: str) -> dict[str, Any]:
+        await self.flush_heartbeats()
         async with read_only(self._ctx.engine) as connection:
             return public_agent(await self._find(connection, agent_ref))
 
     async def list(self, *, status: str | None = None) -> builtins.list[dict[str, Any]]:
+        await self.flush_heartbeats()
         async with read_only(self._ctx.engine) as connection:
             return [public_agent(row) for row in await agents.list_agents(connection, status=status)]
 

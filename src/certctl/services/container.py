@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from certctl.auth.agents import AgentAuthenticator
 from certctl.auth.api_keys import KeyAuthenticator
+from certctl.auth.config import IdentityConfig
 from certctl.connectors.issuers.base import discover_issuers
 from certctl.domain.agents import DeploymentReason
 from certctl.domain.clock import Clock, SystemClock
@@ -23,6 +24,7 @@ from certctl.services.agent_work import AgentWorkService
 from certctl.services.agents import AgentService
 from certctl.services.api_keys import ApiKeyService
 from certctl.services.approvals import ApprovalService
+from certctl.services.breakglass import BreakGlassService
 from certctl.services.ca_material import CaMaterialCache
 from certctl.services.cas import CaService
 from certctl.services.catalog import ISSUERS, OWNERS, PROFILES, TEAMS, CatalogService
@@ -30,6 +32,7 @@ from certctl.services.context import ServiceContext
 from certctl.services.crls import CrlService
 from certctl.services.deployments import DeploymentService
 from certctl.services.holds import approval_tier_guard
+from certctl.services.identity import IdentityService
 from certctl.services.inventory import InventoryService
 from certctl.services.issuance import IssuanceService
 from certctl.services.jobs import JobService
@@ -77,6 +80,8 @@ class Services:
     deployments: DeploymentService
     agent_work: AgentWorkService
     acme: AcmeServer
+    breakglass: BreakGlassService
+    identity: IdentityService
 
     def invalidate_caches(self) -> None:
         self.profile_cache.invalidate()
@@ -97,6 +102,7 @@ def build_services(
     crl_keep_expired: bool = False,
     ocsp_sign_with_ca: bool = False,
     acme: AcmeConfig | None = None,
+    identity: IdentityConfig | None = None,
 ) -> Services:
     context = ServiceContext(
         engine=engine,
@@ -150,6 +156,7 @@ def build_services(
         return await deployments.request_keys(certificate_id=certificate_id, reason=DeploymentReason.RENEWAL)
 
     revocation = RevocationService(context, crls, on_revoked=ocsp.invalidate)
+    agent_authenticator = AgentAuthenticator(engine)
     return Services(
         context=context,
         authenticator=authenticator,
@@ -177,8 +184,8 @@ def build_services(
         notification_config=notification_config,
         notifications=notifications,
         notification_producer=NotificationProducer(context, notifications, NotificationSchedule()),
-        agent_authenticator=AgentAuthenticator(engine),
-        agents=AgentService(context),
+        agent_authenticator=agent_authenticator,
+        agents=AgentService(context, on_credentials_change=agent_authenticator.forget),
         targets=targets,
         deployments=deployments,
         agent_work=AgentWorkService(context, issuance=issuance, targets=targets, profiles=profile_cache),
@@ -190,4 +197,6 @@ def build_services(
             issuance=issuance,
             revocation=revocation,
         ),
+        breakglass=BreakGlassService(context),
+        identity=IdentityService(context, identity),
     )

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from certctl.domain.lifecycle import CertificateStatus
 from certctl.domain.notifications import (
     AUDIT_EVENTS,
+    BREAKGLASS_TITLES,
     DEFAULT_THRESHOLDS,
     Event,
     EventType,
@@ -65,6 +66,8 @@ def audit_event(row: dict[str, Any], certificate: dict[str, Any] | None) -> Even
         EventType.APPROVAL_REQUESTED: f"Approval requested: {details.get('summary') or name}",
         EventType.DEPLOYED: f"Certificate {name} deployed to {details.get('target', 'a target')}",
         EventType.DEPLOYMENT_FAILED: f"Deployment of {name} to {details.get('target', 'a target')} failed",
+        EventType.BREAKGLASS: f"Break-glass account {details.get('username', name)} "
+        f"{BREAKGLASS_TITLES.get(row['action'], 'used')}",
     }
     summary = "; ".join(f"{k}: {v}" for k, v in details.items() if isinstance(v, str | int | float))
     return Event(

@@ -92,3 +92,12 @@ async def unit_of_work(engine: AsyncEngine) -> AsyncIterator[UnitOfWork]:
 async def read_only(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     async with engine.connect() as connection:
         yield connection
+
+
+@asynccontextmanager
+async def autocommit_reads(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection on which each statement runs on its own, with no BEGIN and ROLLBACK round trips: for
+    hot paths that only read and need no snapshot shared by several statements."""
+    async with engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection

@@ -199,12 +199,144 @@ class ApiKey(Base):
 
 
 class WebSession(Base):
+    """A dashboard session. ``id`` is the SHA-256 of the random id the signed cookie carries; ``handle`` is
+    the public name used to list and revoke it. The principal is an API key, an OIDC user or the
+    break-glass account; ``idp_sid``/``idp_sub`` let the identity provider end it (back-channel logout)."""
+
     __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_principal", "principal_type", "principal_id"),)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    handle: Mapped[str] = mapped_column(String(32), unique=True)
+    principal_type: Mapped[str] = mapped_column(String(20))
+    principal_id: Mapped[str] = mapped_column(String(64))
+    api_key_id: Mapped[str | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    provider_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    idp_sid: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    idp_sub: Mapped[str | None] = mapped_column(String(255), nullable=True)
     csrf_sha256: Mapped[str] = mapped_column(String(64))
+    bind_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    client_ip: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class SessionSigningKey(Base):
+    """HMAC keys for session cookies, sealed under the master key. One is active; a retired key still
+    verifies cookies until ``verify_until`` (the session lifetime after its retirement), then goes."""
+
+    __tablename__ = "session_signing_keys"
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    secret_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    retired_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    verify_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class OidcProvider(Base):
+    """An OpenID Provider operators sign in with. The client secret is sealed under the master key."""
+
+    __tablename__ = "oidc_providers"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    issuer: Mapped[str] = mapped_column(String(500))
+    client_id: Mapped[str] = mapped_column(String(255))
+    client_secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    groups_claim: Mapped[str] = mapped_column(String(200), default="groups")
+    groups_format: Mapped[str] = mapped_column(String(20), default="list")
+    allowed_email_domains: Mapped[list[str]] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class OidcGroupMapping(Base):
+    """Members of ``group`` (as the provider names it) hold ``role`` on a scope while signed in."""
+
+    __tablename__ = "oidc_group_mappings"
+    __table_args__ = (
+        UniqueConstraint(
+            "provider_id", "group_name", "role", "scope_type", "scope_id", name="uq_oidc_group_mappings_entry"
+        ),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(ForeignKey("oidc_providers.id", ondelete="CASCADE"), index=True)
+    group_name: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(100))
+    scope_type: Mapped[str] = mapped_column(String(20))
+    scope_id: Mapped[str] = mapped_column(String(40), default="")
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class User(Base):
+    """A person who signed in through an OIDC provider; ``groups`` are those of their latest sign-in."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("provider_id", "subject", name="uq_users_provider_subject"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(ForeignKey("oidc_providers.id", ondelete="CASCADE"), index=True)
+    subject: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str] = mapped_column(String(320), default="")
+    name: Mapped[str] = mapped_column(String(200), default="")
+    groups: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_login_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class OidcLoginState(Base):
+    """A sign-in in flight: single use, short-lived, bound to the browser's pre-login cookie. The PKCE
+    verifier and the nonce are derived from that cookie, so neither is stored here."""
+
+    __tablename__ = "oidc_login_states"
+    state_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    browser_sha256: Mapped[str] = mapped_column(String(64))
+    provider_id: Mapped[str] = mapped_column(ForeignKey("oidc_providers.id", ondelete="CASCADE"), index=True)
+    next_path: Mapped[str] = mapped_column(String(500), default="/dashboard")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class OidcLogoutJti(Base):
+    """Back-channel logout tokens already used: the primary key refuses a replay on every replica."""
+
+    __tablename__ = "oidc_logout_jtis"
+    provider_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(255), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class OidcFirstAdmin(Base):
+    """At most one row, ever: the user the OIDC day-0 path made admin (``slot`` is always 1)."""
+
+    __tablename__ = "oidc_first_admin"
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(40))
+    provider_id: Mapped[str] = mapped_column(String(40))
+    group_name: Mapped[str] = mapped_column(String(255))
+    granted_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class BreakGlassAccount(Base):
+    """The sealed emergency admin: Argon2id hash, failure counter and timed lockout."""
+
+    __tablename__ = "breakglass_accounts"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class AuditEvent(Base):

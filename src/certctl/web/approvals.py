@@ -92,10 +92,7 @@ class ApprovalsPage:
         if isinstance(session, Response):
             return session
         if not session.can(PERMISSION):
-            message = (
-                f"The key '{session.key_name}' lacks the permission '{PERMISSION}' needed to see the "
-                "approval queue."
-            )
+            message = f"{session.who} lacks the permission '{PERMISSION}' needed to see the approval queue."
             return await dashboard.error(request, session, 403, "Permission denied", message)
         approvals = dashboard.services.approvals
         pending, _ = await approvals.list(

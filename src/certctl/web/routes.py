@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import hmac
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import FastAPI, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from certctl.auth.config import IdentityConfig
+from certctl.auth.session_keys import SigningKeys
 from certctl.errors import NotFound, ValidationFailed
 from certctl.services.audit import RequestInfo
 from certctl.services.container import Services
@@ -25,6 +27,8 @@ from certctl.web import sessions
 from certctl.web.approvals import ApprovalsPage
 from certctl.web.jobs import JobsPage
 from certctl.web.notifications import NotificationsPage
+from certctl.web.oidc import OidcLogin
+from certctl.web.oidc import install as install_oidc
 from certctl.web.pages import (
     STATUSES,
     ListFilters,
@@ -36,18 +40,24 @@ from certctl.web.pages import (
     weekly_counts,
 )
 from certctl.web.sessions import WebSession
+from certctl.web.sessions_page import SessionsPage
+from certctl.web.sso_page import SsoPage
 
 CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
 PAGE_HEADERS = {"Content-Security-Policy": CSP, "Cache-Control": "no-store", "Vary": "Cookie, HX-Request"}
 READ = "cert.read"
-NEXT_ALLOWED = ("/dashboard", "/certificates", "/approvals", "/jobs", "/notifications")
+NEXT_ALLOWED = ("/dashboard", "/certificates", "/approvals", "/jobs", "/notifications", "/sessions", "/sso")
 FORM_LIMIT = 16_384
 
 
-def install(app: FastAPI, services: Services) -> None:
+def install(
+    app: FastAPI, services: Services, identity: IdentityConfig | None = None, keys: SigningKeys | None = None
+) -> Dashboard:
     """Add the dashboard routes (hidden from the OpenAPI schema) to ``app``."""
-    dashboard = Dashboard(services)
+    identity = identity or IdentityConfig()
+    dashboard = Dashboard(services, identity, keys)
     jobs, notifications = JobsPage(dashboard), NotificationsPage(dashboard)
+    sessions_page, sso_page = SessionsPage(dashboard), SsoPage(dashboard)
     for path, endpoint, methods in (
         ("/", dashboard.root, ["GET"]),
         ("/login", dashboard.login_form, ["GET"]),
@@ -62,9 +72,26 @@ def install(app: FastAPI, services: Services) -> None:
         ("/jobs/{job_id}/cancel", jobs.cancel, ["POST"]),
         ("/notifications", notifications.show, ["GET"]),
         ("/notifications/deliveries/{job_id}/requeue", notifications.requeue, ["POST"]),
+        ("/sso", sso_page.show, ["GET"]),
+        ("/sso/providers", sso_page.add_provider, ["POST"]),
+        ("/sso/providers/{name}/mappings", sso_page.add_mapping, ["POST"]),
+        ("/sso/providers/{name}/mappings/{mapping_id}/remove", sso_page.remove_mapping, ["POST"]),
+        ("/sso/providers/{name}/{state}", sso_page.switch, ["POST"]),
+        ("/sessions", sessions_page.show, ["GET"]),
+        ("/sessions/{handle}/revoke", sessions_page.revoke, ["POST"]),
         ("/static/{name}", dashboard.static, ["GET"]),
     ):
         app.add_api_route(path, endpoint, methods=methods, include_in_schema=False)
+    dashboard.oidc = install_oidc(app, dashboard)
+    from certctl.web.breakglass import install as install_breakglass  # it imports this module
+
+    install_breakglass(app, dashboard)
+    return dashboard
+
+
+def client_meta(request: Request) -> sessions.ClientMeta:
+    host = request.client.host if request.client else ""
+    return sessions.ClientMeta(ip=host, user_agent=request.headers.get("user-agent", "")[:200])
 
 
 def request_info(request: Request) -> RequestInfo:
@@ -100,11 +127,20 @@ def is_fragment_request(request: Request) -> bool:
 class Dashboard:
     """One instance per app: the services, the session store, the templates and the static files."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(
+        self, services: Services, identity: IdentityConfig | None = None, keys: SigningKeys | None = None
+    ) -> None:
         self.services = services
-        self.store = sessions.SessionStore(services)
+        self.identity = identity or IdentityConfig()
+        self.store = sessions.SessionStore(
+            services, self.identity.session, keys, breakglass_enabled=self.identity.breakglass_enabled
+        )
+        self.oidc: OidcLogin | None = None
         self.assets = static_files()
         self.env = make_environment(self.assets)
+
+    async def session_of(self, request: Request) -> WebSession | None:
+        return await self.store.resolve(request.cookies.get(sessions.SESSION_COOKIE), client_meta(request))
 
     async def render(
         self,
@@ -143,7 +179,7 @@ class Dashboard:
 
     async def require(self, request: Request) -> WebSession | Response:
         """The session allowed to read pages, or the response to send instead (sign-in or 403)."""
-        session = await self.store.resolve(request.cookies.get(sessions.SESSION_COOKIE))
+        session = await self.session_of(request)
         if session is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             login = f"/login?next={quote(safe_next(target), safe='')}"
@@ -155,7 +191,7 @@ class Dashboard:
             return response
         if not session.can(READ):
             message = (
-                f"The key '{session.key_name}' is signed in but lacks the permission '{READ}', which every "
+                f"{session.who} is signed in but lacks the permission '{READ}', which every "
                 "dashboard page needs. Ask an administrator for a key with the viewer, operator or admin "
                 "role."
             )
@@ -169,7 +205,7 @@ class Dashboard:
         session = await self.require(request)
         if isinstance(session, Response) or session.can(permission):
             return session
-        message = f"The key '{session.key_name}' lacks the permission '{permission}' needed {purpose}."
+        message = f"{session.who} lacks the permission '{permission}' needed {purpose}."
         return await self.error(request, session, 403, "Permission denied", message)
 
     async def require_action(
@@ -177,7 +213,7 @@ class Dashboard:
     ) -> WebSession | Response:
         """A button's POST: a live session (else sign-in, then back to the page ``back``), the session's
         CSRF token in the form or header, and ``cert.read`` plus ``permission``."""
-        session = await self.store.resolve(request.cookies.get(sessions.SESSION_COOKIE))
+        session = await self.session_of(request)
         if session is None:
             response = RedirectResponse(
                 f"/login?next={quote(safe_next(back), safe='')}", status_code=303, headers=PAGE_HEADERS
@@ -194,9 +230,15 @@ class Dashboard:
             return await self.error(request, session, 403, "Request refused", message)
         for needed in (READ, permission):
             if not session.can(needed):
-                message = f"The key '{session.key_name}' lacks the permission '{needed}' needed {purpose}."
+                message = f"{session.who} lacks the permission '{needed}' needed {purpose}."
                 return await self.error(request, session, 403, "Permission denied", message)
         return session
+
+    @staticmethod
+    def audit_info_without_body(request: Request) -> RequestInfo:
+        """For a form that carries a secret: not even the body's digest goes into the trail."""
+        info = request_info(request)
+        return RequestInfo(request_id=info.request_id, started=info.started)
 
     @staticmethod
     def audit_info(request: Request) -> RequestInfo:
@@ -209,20 +251,29 @@ class Dashboard:
         return RedirectResponse(target, status_code=303, headers=PAGE_HEADERS)
 
     async def root(self, request: Request) -> Response:
-        session = await self.store.resolve(request.cookies.get(sessions.SESSION_COOKIE))
+        session = await self.session_of(request)
         return RedirectResponse("/dashboard" if session else "/login", status_code=303, headers=PAGE_HEADERS)
 
     async def login_form(self, request: Request) -> Response:
         target = safe_next(request.query_params.get("next"))
-        if await self.store.resolve(request.cookies.get(sessions.SESSION_COOKIE)) is not None:
+        if await self.session_of(request) is not None:
             return RedirectResponse(target, status_code=303, headers=PAGE_HEADERS)
         return await self.show_login(request, target=target, error=None, status=200)
 
     async def show_login(self, request: Request, *, target: str, error: str | None, status: int) -> Response:
         """The sign-in form with a fresh double-submit token (cookie and hidden field hold the same value)."""
         token = sessions.new_token()
+        providers = await self.services.identity.providers(enabled_only=True)
         response = await self.render(
-            request, "login.html", status=status, login_token=token, next=target, error=error, title="Sign in"
+            request,
+            "login.html",
+            status=status,
+            login_token=token,
+            next=target,
+            error=error,
+            title="Sign in",
+            providers=[(p["name"], p["display_name"] or p["name"]) for p in providers],
+            start_query=urlencode({"next": target}),
         )
         lifetime = sessions.LOGIN_FORM_LIFETIME
         sessions.set_cookie(response, sessions.LOGIN_COOKIE, token, lifetime=lifetime, http_only=True)
@@ -239,24 +290,28 @@ class Dashboard:
         created = await self.store.sign_in(
             form.get("api_key", ""),
             request=request_info(request),
+            client=client_meta(request),
             replacing=request.cookies.get(sessions.SESSION_COOKIE),
         )
         if created is None:
             message = "That API key was not accepted: it is unknown, expired or revoked."
             return await self.show_login(request, target=target, error=message, status=401)
         response = RedirectResponse(target, status_code=303, headers=PAGE_HEADERS)
-        lifetime = sessions.SESSION_LIFETIME
+        self.set_session_cookies(response, created)
+        sessions.clear_cookie(response, sessions.LOGIN_COOKIE, http_only=True)
+        return response
+
+    def set_session_cookies(self, response: Response, created: sessions.NewSession) -> None:
+        lifetime = self.store.config.lifetime
         sessions.set_cookie(
             response, sessions.SESSION_COOKIE, created.token, lifetime=lifetime, http_only=True
         )
         sessions.set_cookie(
             response, sessions.CSRF_COOKIE, created.csrf_token, lifetime=lifetime, http_only=False
         )
-        sessions.clear_cookie(response, sessions.LOGIN_COOKIE, http_only=True)
-        return response
 
     async def logout(self, request: Request) -> Response:
-        session = await self.store.resolve(request.cookies.get(sessions.SESSION_COOKIE))
+        session = await self.session_of(request)
         if session is None:
             response = RedirectResponse("/login", status_code=303, headers=PAGE_HEADERS)
             clear_session_cookies(response)
@@ -269,7 +324,10 @@ class Dashboard:
             )
             return await self.error(request, session, 403, "Request refused", message)
         await self.store.sign_out(session, request=request_info(request))
-        response = RedirectResponse("/login", status_code=303, headers=PAGE_HEADERS)
+        elsewhere = None
+        if self.oidc is not None and session.provider_id:
+            elsewhere = await self.oidc.end_session_url(request, session.provider_id)
+        response = RedirectResponse(elsewhere or "/login", status_code=303, headers=PAGE_HEADERS)
         clear_session_cookies(response)
         return response
 

@@ -1,15 +1,23 @@
-"""Dashboard sessions: an API key is exchanged once for a server-side session held in a ``__Host-`` cookie.
+"""Dashboard sessions: server-side rows behind a signed ``__Host-`` cookie.
 
 Why this shape:
 
-* The browser never keeps the API key. Sign-in checks it once and creates a ``web_sessions`` row whose
-  id is the SHA-256 of the random cookie value, so a copy of the database yields no usable cookie.
-* Sessions end after eight hours, absolutely (no sliding renewal), and every request re-reads the linked
-  API key: revoking or expiring the key ends its sessions at once, and role changes apply immediately.
+* The cookie carries a random session id, the id of the signing key and an HMAC-SHA256 over the
+  length-prefixed fields (so no two ways of splitting the fields give the same MAC). The row's primary
+  key is the SHA-256 of the id, so a copy of the database yields no usable cookie, and a forged or
+  truncated cookie is refused before any database read.
+* Signing keys are sealed under the master key and rotate: the active key signs, a retired key still
+  verifies until the absolute session lifetime has passed after its retirement, then it is deleted.
+  Start-up fails when no signing key exists (``ensure_signing_key`` makes the first one).
+* A session belongs to an API key (dashboard sign-in with a key), an OIDC user, or the break-glass
+  account. Access is resolved again on every request: revoking a key, a role change or a group mapping
+  change applies at once. Sessions have an absolute lifetime and an idle timeout, and can be bound to
+  the client's IP address and/or user agent.
 * CSRF: each session has its own random token, stored as a SHA-256 only. The browser gets it in a
   readable cookie and a ``<meta>`` tag; every POST must send it back (form field or header) and it is
-  compared in constant time. The sign-in form, which has no session yet, uses a double-submit cookie.
-* Sign-in, failed sign-in and sign-out are audited; the presented key is never logged or stored.
+  compared in constant time (double-submit cookie checked against the hashed token on the row).
+* Sign-in, failed sign-in, sign-out and revocation are audited; no cookie, key or token value is ever
+  logged or stored.
 """
 
 from __future__ import annotations
@@ -18,19 +26,25 @@ import hashlib
 import hmac
 import logging
 import secrets
-from dataclasses import dataclass, replace
+import time
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any, Literal
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from certctl.auth.api_keys import KeyAuthenticator
-from certctl.auth.principals import load_access
+from certctl.auth.config import Binding, SessionConfig
+from certctl.auth.principals import load_access, load_user_access
+from certctl.auth.session_keys import SigningKeys, cookie_mac, length_prefixed, sign_cookie, split_cookie
 from certctl.domain.clock import Clock
+from certctl.domain.rbac import Access, global_access
 from certctl.services.audit import Actor, RequestInfo, audit_record
 from certctl.services.container import Services
 from certctl.store.db import read_only, unit_of_work
+from certctl.store.models import User, table_of
 from certctl.store.repositories import audit, rows
 
 log = logging.getLogger("certctl.web")
@@ -40,9 +54,30 @@ CSRF_COOKIE = "__Host-certctl_csrf"
 LOGIN_COOKIE = "__Host-certctl_login"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
-SESSION_LIFETIME = timedelta(hours=8)
+SESSION_LIFETIME = SessionConfig().lifetime
 LOGIN_FORM_LIFETIME = timedelta(hours=1)
 SESSION_ACTOR_TYPE = "web_session"
+TOUCH_EVERY = timedelta(seconds=60)
+ACCESS_CACHE_SECONDS = 2.0
+USERS = table_of(User)
+
+PrincipalType = Literal["api_key", "user", "breakglass"]
+RESOLVE = (
+    select(
+        rows.SESSIONS,
+        rows.API_KEYS.c.name.label("key_name"),
+        rows.API_KEYS.c.revoked_at.label("key_revoked"),
+        rows.API_KEYS.c.expires_at.label("key_expires"),
+        USERS.c.email.label("user_email"),
+        USERS.c.name.label("user_name"),
+        USERS.c.groups.label("user_groups"),
+        USERS.c.provider_id.label("user_provider"),
+    )
+    .outerjoin(rows.API_KEYS, rows.API_KEYS.c.id == rows.SESSIONS.c.api_key_id)
+    .outerjoin(USERS, USERS.c.id == rows.SESSIONS.c.user_id)
+    .where(rows.SESSIONS.c.id == bindparam("hashed"))
+)
+"""One read per request: the session with its API key or user (built once, parameters bound per call)."""
 
 
 def sha256_hex(token: str) -> str:
@@ -60,16 +95,25 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def cookie_header(name: str, value: str, *, max_age: int, http_only: bool) -> str:
-    """A ``__Host-`` cookie: Secure, Path=/, no Domain, SameSite=Strict, all spelled out explicitly."""
-    parts = [f"{name}={value}", "Path=/", f"Max-Age={max_age}", "Secure", "SameSite=Strict"]
+def cookie_header(name: str, value: str, *, max_age: int, http_only: bool, same_site: str = "Strict") -> str:
+    """A ``__Host-`` cookie: Secure, Path=/, no Domain, SameSite, all spelled out explicitly."""
+    parts = [f"{name}={value}", "Path=/", f"Max-Age={max_age}", "Secure", f"SameSite={same_site}"]
     if http_only:
         parts.append("HttpOnly")
     return "; ".join(parts)
 
 
-def set_cookie(response: Response, name: str, value: str, *, lifetime: timedelta, http_only: bool) -> None:
-    header = cookie_header(name, value, max_age=int(lifetime.total_seconds()), http_only=http_only)
+def set_cookie(
+    response: Response,
+    name: str,
+    value: str,
+    *,
+    lifetime: timedelta,
+    http_only: bool,
+    same_site: str = "Strict",
+) -> None:
+    seconds = max(0, int(lifetime.total_seconds()))
+    header = cookie_header(name, value, max_age=seconds, http_only=http_only, same_site=same_site)
     response.headers.append("set-cookie", header)
 
 
@@ -77,16 +121,67 @@ def clear_cookie(response: Response, name: str, *, http_only: bool) -> None:
     response.headers.append("set-cookie", cookie_header(name, "", max_age=0, http_only=http_only))
 
 
+def binding_digest(mode: Binding, *, client_ip: str, user_agent: str) -> str | None:
+    if mode == "none":
+        return None
+    material = []
+    if mode in ("ip", "ip+user-agent"):
+        material.append(client_ip)
+    if mode in ("user-agent", "ip+user-agent"):
+        material.append(user_agent)
+    return hashlib.sha256(b"".join(length_prefixed(m.encode()) for m in material)).hexdigest()
+
+
+@dataclass(frozen=True)
+class ClientMeta:
+    """What the browser's request says about its client (for binding and for the session list)."""
+
+    ip: str = ""
+    user_agent: str = ""
+
+
+@dataclass(frozen=True)
+class SessionPrincipal:
+    """Who a new session is for. ``access`` is only used for the audit row; requests re-resolve it."""
+
+    type: PrincipalType
+    id: str
+    name: str
+    access: Access = field(default_factory=Access)
+    provider_id: str | None = None
+    idp_sid: str | None = None
+    idp_sub: str | None = None
+
+    @property
+    def actor_type(self) -> str:
+        return {"api_key": SESSION_ACTOR_TYPE, "user": "user", "breakglass": "breakglass"}[self.type]
+
+
 @dataclass(frozen=True)
 class WebSession:
-    """A live dashboard session, resolved from its cookie and re-checked against its API key."""
+    """A live dashboard session, resolved from its cookie with its principal's current access."""
 
     id_sha256: str
+    handle: str
     csrf_sha256: str
-    key_id: str
+    principal_type: str
+    principal_id: str
     key_name: str
     expires_at: datetime
     actor: Actor
+    provider_id: str | None = None
+
+    @property
+    def key_id(self) -> str:
+        return self.principal_id
+
+    @property
+    def who(self) -> str:
+        """How pages name the principal: "the key 'ci'", "the user 'alice@example.com'"."""
+        kind = {"api_key": "key", "user": "user", "breakglass": "break-glass account"}.get(
+            self.principal_type, ""
+        )
+        return f"The {kind} '{self.key_name}'"
 
     def can(self, permission: str) -> bool:
         return permission in self.actor.permissions
@@ -104,105 +199,238 @@ class NewSession:
 class SessionStore:
     """Create, resolve and end dashboard sessions; audit sign-in and sign-out."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(
+        self,
+        services: Services,
+        config: SessionConfig | None = None,
+        keys: SigningKeys | None = None,
+        *,
+        breakglass_enabled: bool = False,
+    ) -> None:
+        self.breakglass_enabled = breakglass_enabled
         self._engine = services.context.engine
-        self._clock: Clock = services.context.clock
+        self._context = services.context
         self._authenticator: KeyAuthenticator = services.authenticator
+        self.config = config or SessionConfig()
+        self._access: dict[tuple[Any, ...], tuple[float, Access]] = {}
+        self.keys = keys or SigningKeys(
+            self._engine, services.context.master_key, self._clock, window=self.config.lifetime
+        )
+
+    @property
+    def _clock(self) -> Clock:
+        """The services' clock, read at each use (as every service does), so one clock rules sign-in,
+        timeouts and audit times."""
+        return self._context.clock
 
     async def sign_in(
-        self, secret: str, *, request: RequestInfo, replacing: str | None = None
+        self,
+        secret: str,
+        *,
+        request: RequestInfo,
+        client: ClientMeta | None = None,
+        replacing: str | None = None,
     ) -> NewSession | None:
-        """Check the key and open a session, or audit the failure and return None."""
+        """Check an API key and open a session for it, or audit the failure and return None."""
         now = self._clock.now()
         # The form body holds the key: not even its digest goes into the trail.
         request = RequestInfo(request_id=request.request_id, started=request.started)
         principal = await self._authenticator.authenticate(secret.strip(), now=now)
         if principal is None:
-            await self._audit_failure(request, now)
+            await self.audit_failure(request, reason="unknown, expired or revoked key")
             return None
-        token, csrf_token = new_token(), new_token()
+        return await self.open(
+            SessionPrincipal(
+                type="api_key", id=principal.key_id, name=principal.name, access=principal.access
+            ),
+            request=request,
+            client=client,
+            replacing=replacing,
+            action="web.login",
+        )
+
+    async def open(
+        self,
+        principal: SessionPrincipal,
+        *,
+        request: RequestInfo,
+        client: ClientMeta | None = None,
+        replacing: str | None = None,
+        action: str = "web.login",
+        details: dict[str, Any] | None = None,
+        connection: AsyncConnection | None = None,
+    ) -> NewSession:
+        """Open a session for an authenticated principal (API key, OIDC user, break-glass) and audit it.
+        ``connection`` joins the caller's transaction (e.g. the one that wrote the user row)."""
+        now = self._clock.now()
+        client = client or ClientMeta()
+        session_id, csrf_token = new_token(), new_token()
+        key_id, secret = await self.keys.signing()
+        token = sign_cookie(secret, session_id, key_id)
         actor = Actor(
-            id=principal.key_id, name=principal.name, type=SESSION_ACTOR_TYPE, access=principal.access
+            id=principal.id, name=principal.name, type=principal.actor_type, access=principal.access
         )
         session = WebSession(
-            id_sha256=sha256_hex(token),
+            id_sha256=sha256_hex(session_id),
+            handle=secrets.token_hex(8),
             csrf_sha256=sha256_hex(csrf_token),
-            key_id=principal.key_id,
+            principal_type=principal.type,
+            principal_id=principal.id,
             key_name=principal.name,
-            expires_at=now + SESSION_LIFETIME,
+            expires_at=now + self.config.lifetime,
             actor=actor,
+            provider_id=principal.provider_id,
         )
-        async with unit_of_work(self._engine) as uow:
-            await _purge_expired(uow.connection, now)
-            if replacing:
-                await rows.remove(uow.connection, rows.SESSIONS, sha256_hex(replacing))
-            await rows.add(
-                uow.connection,
-                rows.SESSIONS,
-                {
-                    "id": session.id_sha256,
-                    "api_key_id": principal.key_id,
-                    "csrf_sha256": session.csrf_sha256,
-                    "created_at": now,
-                    "expires_at": session.expires_at,
-                },
-            )
-            await audit.append(
-                uow.connection,
-                [
-                    audit_record(
-                        actor=actor,
-                        action="web.login",
-                        resource_type="api_key",
-                        resource_id=principal.key_id,
-                        at=now,
-                        request=request,
-                        details={"expires_at": session.expires_at.isoformat()},
-                    )
-                ],
-            )
+        record = {
+            "id": session.id_sha256,
+            "handle": session.handle,
+            "principal_type": principal.type,
+            "principal_id": principal.id,
+            "api_key_id": principal.id if principal.type == "api_key" else None,
+            "user_id": principal.id if principal.type == "user" else None,
+            "provider_id": principal.provider_id,
+            "idp_sid": principal.idp_sid,
+            "idp_sub": principal.idp_sub,
+            "csrf_sha256": session.csrf_sha256,
+            "bind_sha256": binding_digest(
+                self.config.binding, client_ip=client.ip, user_agent=client.user_agent
+            ),
+            "client_ip": client.ip[:64],
+            "user_agent": client.user_agent[:200],
+            "created_at": now,
+            "last_seen_at": now,
+            "expires_at": session.expires_at,
+        }
+        audit_row = audit_record(
+            actor=actor,
+            action=action,
+            resource_type="web_session",
+            resource_id=session.handle,
+            at=now,
+            request=request,
+            details={"principal_type": principal.type, "expires_at": session.expires_at.isoformat()}
+            | (details or {}),
+        )
+
+        async def write(conn: AsyncConnection) -> None:
+            await purge_expired(conn, now)
+            if replacing and (parts := split_cookie(replacing)) is not None:
+                await rows.remove(conn, rows.SESSIONS, sha256_hex(parts[0]))
+            await conn.execute(rows.SESSIONS.insert().values(**record))
+            await audit.append(conn, [audit_row])
+
+        if connection is not None:
+            await write(connection)
+        else:
+            async with unit_of_work(self._engine) as uow:
+                await write(uow.connection)
         return NewSession(session=session, token=token, csrf_token=csrf_token)
 
-    async def resolve(self, token: str | None) -> WebSession | None:
-        """The live session for a cookie: known, unexpired, its API key neither revoked nor expired."""
-        if not token or not token.isascii() or len(token) > 200:
+    async def resolve(self, token: str | None, client: ClientMeta | None = None) -> WebSession | None:
+        """The live session for a cookie: well signed, known, within both timeouts, bound to this client
+        (when binding is on), and its principal still valid."""
+        parts = split_cookie(token)
+        if parts is None:
+            return None
+        session_id, key_id, mac = parts
+        secret = await self.keys.verifying(key_id)
+        if secret is None or not hmac.compare_digest(cookie_mac(secret, session_id, key_id), mac):
             return None
         now = self._clock.now()
-        hashed = sha256_hex(token)
-        keys = rows.API_KEYS
-        statement = (
-            select(
-                rows.SESSIONS,
-                keys.c.name,
-                keys.c.revoked_at,
-                keys.c.expires_at.label("key_expires"),
-            )
-            .join(keys, keys.c.id == rows.SESSIONS.c.api_key_id)
-            .where(rows.SESSIONS.c.id == hashed)
-        )
+        hashed = sha256_hex(session_id)
         async with read_only(self._engine) as connection:
-            row = (await connection.execute(statement)).mappings().first()
-            if row is None or not hmac.compare_digest(row["id"], hashed):
+            row = (await connection.execute(RESOLVE, {"hashed": hashed})).mappings().first()
+            if row is None:
                 return None
-            access = await load_access(
-                connection, principal_type="api_key", principal_id=row["api_key_id"], now=now
-            )
-        key_dead = row["revoked_at"] is not None or (
-            row["key_expires"] is not None and row["key_expires"] <= now
-        )
-        if row["expires_at"] <= now or key_dead:
+            alive, name = self._alive(row, now, client)
+            access = self._cached_access(row) if alive else Access()
+            if access is None:
+                access = await self._load_access(connection, row, now)
+        if not alive:
             async with unit_of_work(self._engine) as uow:
                 await rows.remove(uow.connection, rows.SESSIONS, hashed)
             return None
-        actor = Actor(id=row["api_key_id"], name=row["name"], type=SESSION_ACTOR_TYPE, access=access)
+        if now - row["last_seen_at"] >= TOUCH_EVERY:
+            async with unit_of_work(self._engine) as uow:
+                await uow.connection.execute(
+                    update(rows.SESSIONS).where(rows.SESSIONS.c.id == hashed).values(last_seen_at=now)
+                )
+        actor_type = {"api_key": SESSION_ACTOR_TYPE}.get(row["principal_type"], row["principal_type"])
+        actor = Actor(id=row["principal_id"], name=name, type=actor_type, access=access)
         return WebSession(
             id_sha256=hashed,
+            handle=row["handle"],
             csrf_sha256=row["csrf_sha256"],
-            key_id=row["api_key_id"],
-            key_name=row["name"],
+            principal_type=row["principal_type"],
+            principal_id=row["principal_id"],
+            key_name=name,
             expires_at=row["expires_at"],
             actor=actor,
+            provider_id=row["provider_id"],
         )
+
+    @staticmethod
+    def _access_key(row: Any) -> tuple[Any, ...]:
+        # Per session: the sign-in that follows a role or mapping change (which ended the old session)
+        # must resolve afresh, not reuse what the principal's previous session was allowed.
+        return (
+            row["id"],
+            row["principal_type"],
+            row["principal_id"],
+            row["user_provider"],
+            tuple(row["user_groups"] or ()),
+        )
+
+    def _cached_access(self, row: Any) -> Access | None:
+        """A principal's access, as resolved within the last ``ACCESS_CACHE_SECONDS`` in this process.
+        Role and mapping changes also end the sessions concerned, so the short reuse never outlives them."""
+        cached = self._access.get(self._access_key(row))
+        if cached is not None and time.monotonic() - cached[0] < ACCESS_CACHE_SECONDS:
+            return cached[1]
+        return None
+
+    async def _load_access(self, connection: AsyncConnection, row: Any, now: datetime) -> Access:
+        if row["principal_type"] == "api_key":
+            access = await load_access(
+                connection, principal_type="api_key", principal_id=row["principal_id"], now=now
+            )
+        elif row["principal_type"] == "user":
+            access = await load_user_access(
+                connection,
+                user_id=row["principal_id"],
+                provider_id=row["user_provider"],
+                groups=row["user_groups"] or [],
+                now=now,
+            )
+        else:
+            access = global_access(["admin"])
+        if len(self._access) > 10_000:
+            self._access.clear()
+        self._access[self._access_key(row)] = (time.monotonic(), access)
+        return access
+
+    def _alive(self, row: Any, now: datetime, client: ClientMeta | None) -> tuple[bool, str]:
+        if row["expires_at"] <= now or row["last_seen_at"] + self.config.idle <= now:
+            return False, ""
+        if row["bind_sha256"] is not None:
+            client = client or ClientMeta()
+            expected = binding_digest(self.config.binding, client_ip=client.ip, user_agent=client.user_agent)
+            if expected is None or not hmac.compare_digest(expected, row["bind_sha256"]):
+                return False, ""
+        kind = row["principal_type"]
+        if kind == "api_key":
+            if row["key_name"] is None or row["key_revoked"] is not None:
+                return False, ""
+            if row["key_expires"] is not None and row["key_expires"] <= now:
+                return False, ""
+            return True, str(row["key_name"])
+        if kind == "user":
+            if row["user_email"] is None and row["user_name"] is None:
+                return False, ""
+            return True, str(row["user_email"] or row["user_name"] or row["principal_id"])
+        if kind == "breakglass":  # switching break-glass off ends its sessions too
+            return self.breakglass_enabled, str(row["principal_id"])
+        return False, ""
 
     async def rotate_csrf(self, session: WebSession) -> tuple[WebSession, str]:
         """A fresh CSRF token for a session whose browser lost the readable cookie."""
@@ -226,23 +454,31 @@ class SessionStore:
                     audit_record(
                         actor=session.actor,
                         action="web.logout",
-                        resource_type="api_key",
-                        resource_id=session.key_id,
+                        resource_type="web_session",
+                        resource_id=session.handle,
                         at=now,
                         request=request,
                     )
                 ],
             )
 
-    async def _audit_failure(self, request: RequestInfo, now: datetime) -> None:
+    async def audit_failure(
+        self,
+        request: RequestInfo,
+        *,
+        reason: str,
+        action: str = "web.login_failed",
+        actor: Actor | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         record = audit_record(
-            actor=Actor(id="anonymous", name="anonymous", type="unknown"),
-            action="web.login_failed",
+            actor=actor or Actor(id="anonymous", name="anonymous", type="unknown"),
+            action=action,
             resource_type="web_session",
             resource_id="",
-            at=now,
+            at=self._clock.now(),
             request=request,
-            details={"reason": "unknown, expired or revoked key"},
+            details={"reason": reason} | (details or {}),
             outcome="failure",
         )
         try:
@@ -252,6 +488,6 @@ class SessionStore:
             log.exception("could not write the audit row for a failed dashboard sign-in")
 
 
-async def _purge_expired(connection: AsyncConnection, now: datetime) -> None:
+async def purge_expired(connection: AsyncConnection, now: datetime) -> None:
     """Expired rows are dead weight: drop them whenever someone signs in."""
     await connection.execute(delete(rows.SESSIONS).where(rows.SESSIONS.c.expires_at <= now))

@@ -7,7 +7,15 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from certctl.api.deps import PUBLIC, Authenticated, InfoDep, Need, ServicesDep, record_auth_failure
+from certctl.api.deps import (
+    PUBLIC,
+    Authenticated,
+    InfoDep,
+    Need,
+    SecretBodyInfoDep,
+    ServicesDep,
+    record_auth_failure,
+)
 from certctl.api.schemas import BootstrapRequest, KeyCreate
 from certctl.api.serialize import jsonable
 from certctl.domain.rbac import PERMISSIONS, is_scopable
@@ -63,7 +71,9 @@ async def revoke_key(
 
 
 @router.post("/auth/bootstrap", status_code=201, dependencies=[PUBLIC])
-async def bootstrap(body: BootstrapRequest, request: Request, services: ServicesDep, info: InfoDep) -> Any:
+async def bootstrap(
+    body: BootstrapRequest, request: Request, services: ServicesDep, info: SecretBodyInfoDep
+) -> Any:
     """Day-0: trade the one-shot ``CERTCTL_BOOTSTRAP_TOKEN`` for the first admin key (410 once one exists)."""
     configured = request.app.state.bootstrap_token
     try:

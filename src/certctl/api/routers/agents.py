@@ -87,7 +87,6 @@ async def retire_agent(
 ) -> Any:
     """From now on the agent's routes answer 410 and the agent exits."""
     agent = await services.agents.retire(agent_ref=ref, actor=actor, info=info)
-    services.agent_authenticator.forget()
     return jsonable(agent)
 
 

@@ -15,10 +15,12 @@ from certctl.cli.resources import (
     agents,
     approvals,
     audit,
+    breakglass,
     cas,
     catalog,
     certs,
     deployments,
+    identity,
     jobs,
     keys,
     notifications,
@@ -52,4 +54,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(agents.app, name="agents")
     app.add_typer(targets.app, name="targets")
     app.add_typer(acme.app, name="acme")
+    app.add_typer(identity.sso, name="sso")
+    app.add_typer(identity.sessions, name="sessions")
+    app.add_typer(breakglass.app, name="breakglass")
     app.command("whoami")(keys.whoami)

@@ -44,11 +44,14 @@ def _json(server: AcmeServer, urls: views.Urls, body: Any, status: int = 200, **
 
 
 def _problem(server: AcmeServer, urls: views.Urls | None, error: AcmeError) -> Response:
+    headers = _headers(server, urls)
+    if error.retry_after is not None:
+        headers = headers | {"Retry-After": str(error.retry_after)}
     return Response(
         json.dumps(error.as_problem()),
         status_code=error.status,
         media_type="application/problem+json",
-        headers=_headers(server, urls),
+        headers=headers,
     )
 
 

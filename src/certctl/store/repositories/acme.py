@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -184,3 +184,76 @@ async def expire_orders(connection: AsyncConnection, *, now: datetime) -> int:
 async def version_by_fingerprint(connection: AsyncConnection, fingerprint: str) -> dict[str, Any] | None:
     """A certificate version by the SHA-256 of its DER (revokeCert and ARI name certificates so)."""
     return await _one(connection, select(VERSIONS).where(VERSIONS.c.fingerprint_sha256 == fingerprint))
+
+
+async def reusable_authorizations(
+    connection: AsyncConnection,
+    *,
+    account_id: str,
+    identifiers: Sequence[tuple[str, str, bool]],
+    valid_after: datetime,
+    validated_after: datetime,
+) -> dict[tuple[str, str, bool], tuple[dict[str, Any], dict[str, Any]]]:
+    """Valid authorizations of the account's earlier orders for these (type, value, wildcard)
+    identifiers, still valid after ``valid_after`` and proven after ``validated_after``, with the
+    challenge that proved each: the newest per identifier."""
+    if not identifiers:
+        return {}
+    a, c, o = AUTHORIZATIONS, CHALLENGES, ORDERS
+    values = sorted({value for _, value, _ in identifiers})
+    statement = (
+        select(a, c.c.id.label("challenge_id"), c.c.type.label("challenge_type"), c.c.token, c.c.validated_at)
+        .join(o, o.c.id == a.c.order_id)
+        .join(c, c.c.authorization_id == a.c.id)
+        .where(
+            o.c.account_id == account_id,
+            a.c.identifier_value.in_(values),
+            a.c.status == "valid",
+            a.c.expires_at > valid_after,
+            c.c.status == "valid",
+            c.c.validated_at > validated_after,
+        )
+        .order_by(c.c.validated_at.desc())
+    )
+    wanted = set(identifiers)
+    found: dict[tuple[str, str, bool], tuple[dict[str, Any], dict[str, Any]]] = {}
+    for row in (await connection.execute(statement)).mappings():
+        key = (row["identifier_type"], row["identifier_value"], bool(row["wildcard"]))
+        if key in wanted and key not in found:
+            challenge = {
+                "type": row["challenge_type"],
+                "token": row["token"],
+                "validated_at": row["validated_at"],
+            }
+            found[key] = (dict(row), challenge)
+    return found
+
+
+async def recent_orders(
+    connection: AsyncConnection, *, account_id: str, since: datetime
+) -> tuple[int, datetime | None]:
+    """How many orders the account created since ``since``, and when the oldest of them was created."""
+    statement = select(func.count(), func.min(ORDERS.c.created_at)).where(
+        ORDERS.c.account_id == account_id, ORDERS.c.created_at > since
+    )
+    count, oldest = (await connection.execute(statement)).one()
+    return int(count), oldest
+
+
+async def recent_failures(
+    connection: AsyncConnection, *, account_id: str, values: Sequence[str], since: datetime
+) -> dict[str, tuple[int, datetime]]:
+    """Invalid authorizations of the account per identifier value since ``since`` (count, oldest)."""
+    a, o = AUTHORIZATIONS, ORDERS
+    statement = (
+        select(a.c.identifier_value, func.count(), func.min(a.c.created_at))
+        .join(o, o.c.id == a.c.order_id)
+        .where(
+            o.c.account_id == account_id,
+            a.c.identifier_value.in_(sorted(set(values))),
+            a.c.status == "invalid",
+            a.c.created_at > since,
+        )
+        .group_by(a.c.identifier_value)
+    )
+    return {str(v): (int(n), oldest) for v, n, oldest in (await connection.execute(statement)).all()}

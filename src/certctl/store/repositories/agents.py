@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from certctl.domain.agents import AgentStatus
@@ -57,17 +58,41 @@ async def get_agent_by_name(connection: AsyncConnection, name: str) -> dict[str,
     return _one((await connection.execute(statement)).mappings().first())
 
 
+_BY_CREDENTIAL = select(
+    AGENTS.c.id,
+    AGENTS.c.name,
+    AGENTS.c.status,
+    AGENTS.c.proxy,
+    AGENTS.c.credential_sha256,
+    AGENTS.c.previous_valid_until,
+).where(
+    or_(
+        AGENTS.c.credential_sha256 == bindparam("digest"),
+        (AGENTS.c.previous_credential_sha256 == bindparam("digest"))
+        & (AGENTS.c.previous_valid_until > bindparam("at")),
+    )
+)
+
+
 async def agent_by_credential(
     connection: AsyncConnection, digest: str, *, now: datetime
 ) -> dict[str, Any] | None:
-    """The agent whose current credential, or previous one still in its grace period, has this digest."""
-    statement = select(AGENTS).where(
-        or_(
-            AGENTS.c.credential_sha256 == digest,
-            (AGENTS.c.previous_credential_sha256 == digest) & (AGENTS.c.previous_valid_until > now),
-        )
-    )
-    return _one((await connection.execute(statement)).mappings().first())
+    """Who presents this digest: the agent whose current credential, or previous one still in its grace
+    period, it is (id, name, status, proxy, current digest, end of the grace period)."""
+    return _one((await connection.execute(_BY_CREDENTIAL, {"digest": digest, "at": now})).mappings().first())
+
+
+_CHANGED_SINCE = select(AGENTS.c.id, AGENTS.c.status, AGENTS.c.credential_sha256).where(
+    AGENTS.c.updated_at >= bindparam("since"),
+    or_(AGENTS.c.retired_at.is_not(None), AGENTS.c.previous_credential_sha256.is_not(None)),
+)
+
+
+async def agents_changed_since(connection: AsyncConnection, since: datetime) -> list[dict[str, Any]]:
+    """Id, status and current credential digest of the agents rotated or retired at or after ``since``
+    (both set ``updated_at``). Agents only enrolled since are left out: nothing of theirs was cached
+    before, and a fleet enrolling must not make this read large."""
+    return [dict(row) for row in (await connection.execute(_CHANGED_SINCE, {"since": since})).mappings()]
 
 
 async def list_agents(connection: AsyncConnection, *, status: str | None = None) -> list[dict[str, Any]]:
@@ -82,12 +107,16 @@ async def update_agent(connection: AsyncConnection, agent_id: str, values: dict[
     return result.rowcount > 0
 
 
-async def touch_agent(connection: AsyncConnection, agent_id: str, values: dict[str, Any]) -> bool:
-    """Heartbeat: record what the agent reports, only while it is active."""
-    statement = (
-        update(AGENTS).where(AGENTS.c.id == agent_id, AGENTS.c.status == AgentStatus.ACTIVE).values(**values)
-    )
-    return (await connection.execute(statement)).rowcount > 0
+_TOUCH = update(AGENTS).where(
+    AGENTS.c.id == bindparam("agent_id"), AGENTS.c.status == str(AgentStatus.ACTIVE)
+)
+
+
+async def touch_agents(connection: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Heartbeats: record what each agent reported (``agent_id`` plus the columns to set, the same in
+    every row), only while it is active. One statement executed for many rows."""
+    if rows:
+        await connection.execute(_TOUCH, list(rows))
 
 
 async def insert_target(connection: AsyncConnection, values: dict[str, Any]) -> None:

@@ -1,4 +1,8 @@
-"""Named queries for deployments: the per-agent work queue and the per-certificate history."""
+"""Named queries for deployments: the per-agent work queue and the per-certificate history.
+
+The work-queue statements run on every agent poll: they are built once, with bound parameters, so a poll
+neither rebuilds nor re-hashes them.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from certctl.domain.agents import OPEN, DeploymentStatus
 from certctl.store.models import Deployment, Target, table_of
@@ -41,57 +46,88 @@ async def supersede_open(
     return (await connection.execute(statement)).rowcount
 
 
-def _available(agent_id: str, now: datetime) -> Any:
-    return and_(
-        DEPLOYMENTS.c.agent_id == agent_id,
-        or_(
-            DEPLOYMENTS.c.status == DeploymentStatus.PENDING,
-            and_(DEPLOYMENTS.c.status == DeploymentStatus.IN_PROGRESS, DEPLOYMENTS.c.claimed_until < now),
+_AVAILABLE = and_(
+    DEPLOYMENTS.c.agent_id == bindparam("owner_agent"),
+    or_(
+        DEPLOYMENTS.c.status == str(DeploymentStatus.PENDING),
+        and_(
+            DEPLOYMENTS.c.status == str(DeploymentStatus.IN_PROGRESS),
+            DEPLOYMENTS.c.claimed_until < bindparam("at"),
         ),
+    ),
+)
+"""The agent's work it may be handed now: pending, or in progress under a lease that lapsed."""
+
+_ANYTHING_FOR = select(
+    exists().where(_AVAILABLE).label("work"),
+    exists()
+    .where(TARGETS.c.agent_id == bindparam("owner_agent"), TARGETS.c.check_requested_at.is_not(None))
+    .label("checks"),
+)
+
+_GIVE_UP = (
+    update(DEPLOYMENTS)
+    .where(_AVAILABLE, DEPLOYMENTS.c.attempts >= bindparam("attempt_limit"))
+    .values(
+        status=str(DeploymentStatus.FAILED),
+        message="the agent fetched this deployment repeatedly without reporting an outcome",
+        updated_at=bindparam("at"),
+        finished_at=bindparam("at"),
+        claimed_until=None,
     )
+    .returning(*DEPLOYMENTS.c)
+)
+
+_CANDIDATES = (
+    select(DEPLOYMENTS.c.id)
+    .where(_AVAILABLE)
+    .order_by(DEPLOYMENTS.c.created_at, DEPLOYMENTS.c.id)
+    .limit(bindparam("batch", type_=Integer))
+)
+_CLAIM: dict[str, ReturningUpdate[Any]] = {}
+"""The claim statement per dialect (its candidate selection locks rows on PostgreSQL only)."""
+
+
+def _claim_statement(connection: AsyncConnection) -> ReturningUpdate[Any]:
+    statement = _CLAIM.get(connection.dialect.name)
+    if statement is None:
+        statement = (
+            update(DEPLOYMENTS)
+            .where(claimable(connection, DEPLOYMENTS.c.id, _CANDIDATES), _AVAILABLE)
+            .values(
+                status=str(DeploymentStatus.IN_PROGRESS),
+                claimed_until=bindparam("lease_until"),
+                attempts=DEPLOYMENTS.c.attempts + 1,
+                updated_at=bindparam("at"),
+            )
+            .returning(*DEPLOYMENTS.c)
+        )
+        _CLAIM[connection.dialect.name] = statement
+    return statement
+
+
+async def anything_for(connection: AsyncConnection, *, agent_id: str, now: datetime) -> bool:
+    """Whether a poll of this agent has anything to hand out: work it may claim (or must give up on) or
+    a target test someone asked for. One cheap read, so an empty poll writes nothing."""
+    row = (await connection.execute(_ANYTHING_FOR, {"owner_agent": agent_id, "at": now})).one()
+    return bool(row.work or row.checks)
 
 
 async def give_up_abandoned(
     connection: AsyncConnection, *, agent_id: str, now: datetime, max_attempts: int
 ) -> list[dict[str, Any]]:
     """Work the agent fetched ``max_attempts`` times without reporting back fails for good."""
-    statement = (
-        update(DEPLOYMENTS)
-        .where(_available(agent_id, now), DEPLOYMENTS.c.attempts >= max_attempts)
-        .values(
-            status=DeploymentStatus.FAILED,
-            message="the agent fetched this deployment repeatedly without reporting an outcome",
-            updated_at=now,
-            finished_at=now,
-            claimed_until=None,
-        )
-        .returning(*DEPLOYMENTS.c)
-    )
-    return [dict(row) for row in (await connection.execute(statement)).mappings()]
+    parameters = {"owner_agent": agent_id, "at": now, "attempt_limit": max_attempts}
+    return [dict(row) for row in (await connection.execute(_GIVE_UP, parameters)).mappings()]
 
 
 async def claim(
     connection: AsyncConnection, *, agent_id: str, now: datetime, lease_until: datetime, limit: int
 ) -> list[dict[str, Any]]:
     """Hand this agent its pending work (and work whose lease lapsed) under a lease, oldest first."""
-    candidates = (
-        select(DEPLOYMENTS.c.id)
-        .where(_available(agent_id, now))
-        .order_by(DEPLOYMENTS.c.created_at, DEPLOYMENTS.c.id)
-        .limit(limit)
-    )
-    statement = (
-        update(DEPLOYMENTS)
-        .where(claimable(connection, DEPLOYMENTS.c.id, candidates), _available(agent_id, now))
-        .values(
-            status=DeploymentStatus.IN_PROGRESS,
-            claimed_until=lease_until,
-            attempts=DEPLOYMENTS.c.attempts + 1,
-            updated_at=now,
-        )
-        .returning(*DEPLOYMENTS.c)
-    )
-    rows = [dict(row) for row in (await connection.execute(statement)).mappings()]
+    parameters = {"owner_agent": agent_id, "at": now, "lease_until": lease_until, "batch": limit}
+    result = await connection.execute(_claim_statement(connection), parameters)
+    rows = [dict(row) for row in result.mappings()]
     return sorted(rows, key=lambda row: (row["created_at"], row["id"]))
 
 

@@ -1,0 +1,91 @@
+"""Dashboard session rows, for services that end or list them (cookies are the web layer's business)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from certctl.store.repositories.rows import SESSIONS
+
+LISTED = (
+    SESSIONS.c.handle,
+    SESSIONS.c.principal_type,
+    SESSIONS.c.principal_id,
+    SESSIONS.c.provider_id,
+    SESSIONS.c.client_ip,
+    SESSIONS.c.user_agent,
+    SESSIONS.c.created_at,
+    SESSIONS.c.last_seen_at,
+    SESSIONS.c.expires_at,
+)
+
+
+async def end_sessions(
+    connection: AsyncConnection,
+    *,
+    principals: Iterable[tuple[str, str]] = (),
+    provider_id: str | None = None,
+    idp_sid: str | None = None,
+    idp_sub: str | None = None,
+) -> list[str]:
+    """Delete sessions of the given (type, id) principals, or those an IdP names by ``sid``/``sub``;
+    returns the handles of the sessions ended."""
+    s = SESSIONS
+    clauses = [and_(s.c.principal_type == kind, s.c.principal_id == ident) for kind, ident in principals]
+    if provider_id is not None and (idp_sid or idp_sub):
+        # Back-Channel Logout 1.0 §2.4: sid names one session; sub alone names all of the subject's.
+        # With both, a session opened without a sid (the provider gave none at sign-in) is matched by sub.
+        idp = [s.c.provider_id == provider_id]
+        if idp_sid and idp_sub:
+            idp.append(s.c.idp_sub == idp_sub)
+            idp.append(or_(s.c.idp_sid == idp_sid, s.c.idp_sid.is_(None)))
+        elif idp_sid:
+            idp.append(s.c.idp_sid == idp_sid)
+        else:
+            idp.append(s.c.idp_sub == idp_sub)
+        clauses.append(and_(*idp))
+    if not clauses:
+        return []
+    condition = or_(*clauses)
+    handles = [str(h) for (h,) in (await connection.execute(select(s.c.handle).where(condition))).all()]
+    if handles:
+        await connection.execute(delete(s).where(condition))
+    return handles
+
+
+async def listing(
+    connection: AsyncConnection, *, now: datetime, principal: tuple[str, str] | None = None, limit: int = 500
+) -> list[dict[str, Any]]:
+    """Live sessions (never their ids or tokens), newest first; one principal's when given."""
+    statement = select(*LISTED).where(SESSIONS.c.expires_at > now)
+    if principal is not None:
+        statement = statement.where(
+            SESSIONS.c.principal_type == principal[0], SESSIONS.c.principal_id == principal[1]
+        )
+    statement = statement.order_by(SESSIONS.c.created_at.desc()).limit(limit)
+    return [dict(r) for r in (await connection.execute(statement)).mappings()]
+
+
+async def by_handle(connection: AsyncConnection, handle: str) -> dict[str, Any] | None:
+    row = (await connection.execute(select(*LISTED).where(SESSIONS.c.handle == handle))).mappings().first()
+    return dict(row) if row else None
+
+
+async def remove_handle(connection: AsyncConnection, handle: str) -> bool:
+    return bool((await connection.execute(delete(SESSIONS).where(SESSIONS.c.handle == handle))).rowcount)
+
+
+async def count_for_provider(connection: AsyncConnection, provider_id: str, *, now: datetime) -> int:
+    statement = select(func.count()).where(SESSIONS.c.provider_id == provider_id, SESSIONS.c.expires_at > now)
+    return int((await connection.execute(statement)).scalar_one())
+
+
+async def end_provider_sessions(connection: AsyncConnection, provider_id: str) -> int:
+    """End every session opened through one OIDC provider."""
+    return int(
+        (await connection.execute(delete(SESSIONS).where(SESSIONS.c.provider_id == provider_id))).rowcount
+    )
