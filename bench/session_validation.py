@@ -1,8 +1,9 @@
 """What resolving a dashboard session adds to a request.
 
-Times ``SessionStore.resolve`` (cookie split, HMAC check against the cached signing key, one joined
-primary-key read of the session with its API key or user, the principal's grants or group mappings) for
-an API-key session and for an OIDC user session holding two mapped groups, on SQLite and, when
+Times ``SessionStore.resolve`` for an API-key session and for an OIDC user session holding two mapped
+groups, warm (the session resolved within the last second by this process: cookie split, HMAC check,
+timeouts and binding checked on the cached row) and cold (one joined primary-key read of the session with
+its API key or user, then the principal's grants or group mappings), on SQLite and, when
 ``--database-url`` (or ``CERTCTL_TEST_DATABASE_URL``) names one, on PostgreSQL. The raw primitive, timed
 in the same run, is one primary-key ``SELECT`` of the session row on the same engine. Prints p50/p99 in
 milliseconds and the ratio of each p99 to the primitive's.
@@ -30,7 +31,7 @@ from certctl.keys.envelope import MasterKey
 from certctl.services.audit import Actor, RequestInfo
 from certctl.services.container import build_services
 from certctl.services.identity import ProviderSettings, SignedInUser
-from certctl.store.db import make_engine, migrate, read_only, sync_url, unit_of_work
+from certctl.store.db import autocommit_reads, make_engine, migrate, sync_url, unit_of_work
 from certctl.store.repositories import rows
 from certctl.web.sessions import SessionPrincipal, SessionStore
 
@@ -102,7 +103,7 @@ async def measure(url: str, calls: int) -> dict[str, list[float]]:
     hashed = key_session.session.id_sha256
 
     async def primitive() -> None:
-        async with read_only(engine) as connection:
+        async with autocommit_reads(engine) as connection:
             await connection.execute(select(rows.SESSIONS.c.id).where(rows.SESSIONS.c.id == hashed))
 
     async def resolve_key() -> None:
@@ -111,10 +112,22 @@ async def measure(url: str, calls: int) -> dict[str, list[float]]:
     async def resolve_user() -> None:
         assert await store.resolve(user_session.token) is not None
 
+    async def cold_key() -> None:
+        store._sessions.clear()  # as for a session's first request in a second
+        store._access.clear()
+        assert await store.resolve(key_session.token) is not None
+
+    async def cold_user() -> None:
+        store._sessions.clear()
+        store._access.clear()
+        assert await store.resolve(user_session.token) is not None
+
     results = {
         "primary-key SELECT (primitive)": await timed(calls, primitive),
-        "resolve: API-key session": await timed(calls, resolve_key),
-        "resolve: OIDC user session": await timed(calls, resolve_user),
+        "warm: API-key session": await timed(calls, resolve_key),
+        "warm: OIDC user session": await timed(calls, resolve_user),
+        "cold: API-key session": await timed(calls, cold_key),
+        "cold: OIDC user session": await timed(calls, cold_user),
     }
     await engine.dispose()
     return results

@@ -84,9 +84,9 @@ def _admin() -> Any:
 
 def page(api: ApiHarness, cookie: str) -> int:
     api.client.cookies.clear()
-    response = api.client.get(
-        "/dashboard", cookies={"__Host-certctl_session": cookie}, follow_redirects=False
-    )
+    api.client.cookies.set("__Host-certctl_session", cookie)
+    response = api.client.get("/dashboard", follow_redirects=False)
+    api.client.cookies.clear()
     return int(response.status_code)
 
 

@@ -55,9 +55,12 @@ class KeyAuthenticator:
         self._engine = engine
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, KeyPrincipal | None]] = {}
+        self.generation = 0
+        """Bumped by :meth:`forget` (a key revoked, rotated or its roles changed in this process)."""
 
     def forget(self) -> None:
         self._cache.clear()
+        self.generation += 1  # dashboard sessions cached in this process re-read their key
 
     async def authenticate(self, secret: str, *, now: datetime) -> KeyPrincipal | None:
         if not looks_like_key(secret):

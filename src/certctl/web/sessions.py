@@ -43,9 +43,9 @@ from certctl.domain.clock import Clock
 from certctl.domain.rbac import Access, global_access
 from certctl.services.audit import Actor, RequestInfo, audit_record
 from certctl.services.container import Services
-from certctl.store.db import read_only, unit_of_work
+from certctl.store.db import autocommit_reads, unit_of_work
 from certctl.store.models import User, table_of
-from certctl.store.repositories import audit, rows
+from certctl.store.repositories import audit, rows, web_sessions
 
 log = logging.getLogger("certctl.web")
 
@@ -59,6 +59,9 @@ LOGIN_FORM_LIFETIME = timedelta(hours=1)
 SESSION_ACTOR_TYPE = "web_session"
 TOUCH_EVERY = timedelta(seconds=60)
 ACCESS_CACHE_SECONDS = 2.0
+SESSION_CACHE_SECONDS = 1.0
+"""A resolved session is reused this long per process: a session ended by another process (or replica)
+stops working within it; one ended by this process stops at once."""
 USERS = table_of(User)
 
 PrincipalType = Literal["api_key", "user", "breakglass"]
@@ -213,6 +216,9 @@ class SessionStore:
         self._authenticator: KeyAuthenticator = services.authenticator
         self.config = config or SessionConfig()
         self._access: dict[tuple[Any, ...], tuple[float, Access]] = {}
+        self._sessions: dict[str, tuple[float, int, dict[str, Any], Access]] = {}
+        """Resolved sessions, reused for ``SESSION_CACHE_SECONDS`` unless this process ended or changed
+        a session, a key or a grant meanwhile (the generation moved)."""
         self.keys = keys or SigningKeys(
             self._engine, services.context.master_key, self._clock, window=self.config.lifetime
         )
@@ -316,6 +322,7 @@ class SessionStore:
             await purge_expired(conn, now)
             if replacing and (parts := split_cookie(replacing)) is not None:
                 await rows.remove(conn, rows.SESSIONS, sha256_hex(parts[0]))
+                web_sessions.changed()
             await conn.execute(rows.SESSIONS.insert().values(**record))
             await audit.append(conn, [audit_row])
 
@@ -338,23 +345,41 @@ class SessionStore:
             return None
         now = self._clock.now()
         hashed = sha256_hex(session_id)
-        async with read_only(self._engine) as connection:
-            row = (await connection.execute(RESOLVE, {"hashed": hashed})).mappings().first()
-            if row is None:
-                return None
+        generation = web_sessions.generation() + self._authenticator.generation
+        cached = self._sessions.get(hashed)
+        if (
+            cached is not None
+            and cached[1] == generation
+            and time.monotonic() - cached[0] < SESSION_CACHE_SECONDS
+        ):
+            row, access = cached[2], cached[3]
             alive, name = self._alive(row, now, client)
-            access = self._cached_access(row) if alive else Access()
-            if access is None:
-                access = await self._load_access(connection, row, now)
+        else:
+            async with autocommit_reads(self._engine) as connection:  # one statement: no BEGIN/ROLLBACK
+                found = (await connection.execute(RESOLVE, {"hashed": hashed})).mappings().first()
+                if found is None:
+                    self._sessions.pop(hashed, None)
+                    return None
+                row = dict(found)
+                alive, name = self._alive(row, now, client)
+                known = self._cached_access(row) if alive else Access()
+                access = known if known is not None else await self._load_access(connection, row, now)
+            if alive:
+                if len(self._sessions) > 10_000:
+                    self._sessions.clear()
+                self._sessions[hashed] = (time.monotonic(), generation, row, access)
         if not alive:
+            self._sessions.pop(hashed, None)
             async with unit_of_work(self._engine) as uow:
                 await rows.remove(uow.connection, rows.SESSIONS, hashed)
+            web_sessions.changed()
             return None
         if now - row["last_seen_at"] >= TOUCH_EVERY:
             async with unit_of_work(self._engine) as uow:
                 await uow.connection.execute(
                     update(rows.SESSIONS).where(rows.SESSIONS.c.id == hashed).values(last_seen_at=now)
                 )
+            row["last_seen_at"] = now
         actor_type = {"api_key": SESSION_ACTOR_TYPE}.get(row["principal_type"], row["principal_type"])
         actor = Actor(id=row["principal_id"], name=name, type=actor_type, access=access)
         return WebSession(
@@ -442,12 +467,14 @@ class SessionStore:
                 .where(rows.SESSIONS.c.id == session.id_sha256)
                 .values(csrf_sha256=digest)
             )
+        web_sessions.changed()
         return replace(session, csrf_sha256=digest), token
 
     async def sign_out(self, session: WebSession, *, request: RequestInfo) -> None:
         now = self._clock.now()
         async with unit_of_work(self._engine) as uow:
             await rows.remove(uow.connection, rows.SESSIONS, session.id_sha256)
+            web_sessions.changed()
             await audit.append(
                 uow.connection,
                 [

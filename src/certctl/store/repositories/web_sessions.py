@@ -11,6 +11,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from certctl.store.repositories.rows import SESSIONS
 
+_generation = [0]
+
+
+def generation() -> int:
+    """Bumped whenever this process ends or changes sessions, so its session cache drops what it held."""
+    return _generation[0]
+
+
+def changed() -> None:
+    _generation[0] += 1
+
+
 LISTED = (
     SESSIONS.c.handle,
     SESSIONS.c.principal_type,
@@ -54,6 +66,7 @@ async def end_sessions(
     handles = [str(h) for (h,) in (await connection.execute(select(s.c.handle).where(condition))).all()]
     if handles:
         await connection.execute(delete(s).where(condition))
+        changed()
     return handles
 
 
@@ -76,6 +89,7 @@ async def by_handle(connection: AsyncConnection, handle: str) -> dict[str, Any] 
 
 
 async def remove_handle(connection: AsyncConnection, handle: str) -> bool:
+    changed()
     return bool((await connection.execute(delete(SESSIONS).where(SESSIONS.c.handle == handle))).rowcount)
 
 
@@ -86,6 +100,7 @@ async def count_for_provider(connection: AsyncConnection, provider_id: str, *, n
 
 async def end_provider_sessions(connection: AsyncConnection, provider_id: str) -> int:
     """End every session opened through one OIDC provider."""
+    changed()
     return int(
         (await connection.execute(delete(SESSIONS).where(SESSIONS.c.provider_id == provider_id))).rowcount
     )
