@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import threading
-from collections.abc import Coroutine, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,7 +24,7 @@ from certctl.auth.oidc_tokens import (
     validate_id_token,
     validate_logout_token,
 )
-from support.oidc_provider import OpenIdProvider, free_port, openid_provider_fixture
+from support.oidc_provider import OpenIdProvider, free_port, logout_receiver, openid_provider_fixture
 
 openid_provider = openid_provider_fixture()
 T = TypeVar("T")
@@ -223,44 +220,6 @@ def test_sign_uses_the_provider_keys_and_forged_variants_are_refused(openid_prov
             )
         assert caught.value.reason == reason.strip()
         assert token not in str(caught.value)
-
-
-@dataclass
-class LogoutReceiver:
-    url: str
-    tokens: list[str] = field(default_factory=list)
-
-
-@contextmanager
-def logout_receiver(provider: OpenIdProvider, *, https: bool) -> Iterator[LogoutReceiver]:
-    """A relying party's back-channel logout endpoint on loopback: records each logout_token, answers 200."""
-    receiver = LogoutReceiver(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
-            receiver.tokens.extend(parse_qs(body).get("logout_token", []))
-            self.send_response(200)
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    if https:
-        server.socket = provider.rp_server_context().wrap_socket(server.socket, server_side=True)
-    scheme = "https" if https else "http"
-    receiver.url = f"{scheme}://127.0.0.1:{server.server_address[1]}/auth/oidc/back-channel-logout"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 @pytest.mark.parametrize("https", [True, False], ids=["https", "http"])
