@@ -6,10 +6,10 @@ database read, so ``newNonce`` costs nothing. Single use is enforced when a nonc
 into ``acme_used_nonces`` (primary key), so a replay fails on any replica. Spent rows are kept only until
 the nonce would be refused as too old anyway, then the leader's sweep deletes them.
 
-On SQLite (one writer at a time) spending is group-committed: the nonces of concurrent requests are
-inserted in one transaction (whoever finds no flush running flushes everything queued, and hands what
-queued meanwhile to a short task), so a burst of requests costs one commit rather than one each, and each
-request still waits for its own row. PostgreSQL runs concurrent spends in parallel, one transaction each.
+Spending is group-committed on both engines: the nonces of concurrent requests are inserted by one
+multi-row statement in one transaction (whoever finds no flush running flushes everything queued, and
+hands what queued meanwhile to a short task), so a burst of requests costs one round trip and one commit
+rather than one each, and each request still waits for its own row.
 """
 
 from __future__ import annotations
@@ -65,12 +65,6 @@ class NonceBook:
     async def spend(self, nonce: str) -> None:
         """Check and mark used (group-committed on SQLite, see above); ``badNonce`` on a replay."""
         issued = self.issued_at(nonce)
-        if self._engine.dialect.name != "sqlite":  # concurrent writers: a transaction of its own
-            async with unit_of_work(self._engine) as uow:
-                fresh = await acme.spend_nonce(uow.connection, nonce=nonce, expires_at=issued + self._ttl)
-            if not fresh:
-                raise AcmeError("badNonce", "the nonce was already used")
-            return
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((nonce, issued + self._ttl, future))
         if not self._flushing:
@@ -100,10 +94,15 @@ class NonceBook:
         batch, self._pending = self._pending, []
         try:
             async with unit_of_work(self._engine) as uow:
-                fresh = [
-                    await acme.spend_nonce(uow.connection, nonce=nonce, expires_at=expires)
-                    for nonce, expires, _ in batch
-                ]
+                unused = await acme.spend_nonces(
+                    uow.connection, [(nonce, expires) for nonce, expires, _ in batch]
+                )
+            # A nonce sent twice in one batch: the first request spends it, the second is a replay.
+            seen: set[str] = set()
+            fresh = []
+            for nonce, _, _ in batch:
+                fresh.append(nonce in unused and nonce not in seen)
+                seen.add(nonce)
         except Exception as exc:
             for _, _, future in batch:
                 if not future.done():

@@ -44,6 +44,7 @@ class ChallengeValidator:
         self._ctx = context
         self._config = config
         self._running: set[asyncio.Task[None]] = set()
+        self._client: httpx2.AsyncClient | None = None
 
     def start(self, challenge_id: str) -> None:
         """Validate in the background; the task is kept referenced until it ends."""
@@ -52,9 +53,12 @@ class ChallengeValidator:
         task.add_done_callback(self._running.discard)
 
     async def drain(self) -> None:
-        """Wait for the validations under way (tests; orderly shutdown)."""
+        """Wait for the validations under way (tests; orderly shutdown), then close the HTTP client."""
         while self._running:
             await asyncio.gather(*list(self._running), return_exceptions=True)
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
 
     async def rerun_stale(self) -> int:
         """Run again the validations a stopped process left ``processing`` (leader sweep)."""
@@ -68,29 +72,24 @@ class ChallengeValidator:
     async def validate(self, challenge_id: str) -> None:
         try:
             async with read_only(self._ctx.engine) as connection:
-                challenge = await acme.get_challenge(connection, challenge_id)
-                if challenge is None or challenge["status"] != "processing":
-                    return
-                authz = await acme.get_authorization(connection, challenge["authorization_id"])
-                assert authz is not None
-                order = await acme.get_order(connection, authz["order_id"])
-                assert order is not None
-                account = await acme.get_account(connection, order["account_id"])
-                assert account is not None
-            key_authorization = f"{challenge['token']}.{account['jwk_thumbprint']}"
+                found = await acme.validation_context(connection, challenge_id)
+            if found is None or found["status"] != "processing":
+                return
+            challenge = {k: found[k] for k in ("id", "authorization_id", "type", "token", "status")}
+            key_authorization = f"{found['token']}.{found['jwk_thumbprint']}"
             error: AcmeError | None = None
             try:
-                await self._check(challenge, authz["identifier_value"], key_authorization)
-                if self._config.caa_identities and authz["identifier_type"] == "dns":
+                await self._check(challenge, found["identifier_value"], key_authorization)
+                if self._config.caa_identities and found["identifier_type"] == "dns":
                     await check_caa(
                         self._resolver(),
-                        authz["identifier_value"],
-                        wildcard=bool(authz["wildcard"]),
+                        found["identifier_value"],
+                        wildcard=bool(found["wildcard"]),
                         identities=self._config.caa_identities,
                     )
             except AcmeError as exc:
                 error = exc
-            await self._record(challenge, authz["id"], error)
+            await self._record(challenge, found["authorization_id"], error)
         except Exception:  # the challenge stays processing; the sweep runs it again
             log.warning("validation of ACME challenge %s failed to run", challenge_id, exc_info=True)
 
@@ -150,32 +149,39 @@ class ChallengeValidator:
         port = self._config.http01_port
         path = f"/.well-known/acme-challenge/{token}"
         last: AcmeError | None = None
-        timeout = httpx2.Timeout(self._config.validation_timeout_seconds)
-        # Plain http only (no redirects followed): verify=False skips building a CA-bundle TLS context,
-        # which costs about 0.1 s of event-loop CPU per validation.
-        async with httpx2.AsyncClient(
-            timeout=timeout, follow_redirects=False, trust_env=False, verify=False
-        ) as client:
-            for address in addresses:
-                host = f"[{address}]" if ":" in address else address
-                try:
-                    response = await client.get(f"http://{host}:{port}{path}", headers={"Host": name})
-                except httpx2.TransportError as exc:
-                    last = AcmeError(
-                        "connection", f"could not fetch {name}:{port}{path}: {type(exc).__name__}"
-                    )
-                    continue
-                if response.status_code != 200:
-                    raise AcmeError(
-                        "unauthorized", f"{name}:{port}{path} answered HTTP {response.status_code}, not 200"
-                    )
-                body = response.content[:MAX_BODY].decode("utf-8", "replace").rstrip()
-                if body != key_authorization:
-                    raise AcmeError(
-                        "incorrectResponse", f"{name}:{port}{path} served the wrong key authorization"
-                    )
-                return
+        client = self._http01_client()
+        for address in addresses:
+            host = f"[{address}]" if ":" in address else address
+            try:
+                response = await client.get(f"http://{host}:{port}{path}", headers={"Host": name})
+            except httpx2.TransportError as exc:
+                last = AcmeError("connection", f"could not fetch {name}:{port}{path}: {type(exc).__name__}")
+                continue
+            if response.status_code != 200:
+                raise AcmeError(
+                    "unauthorized", f"{name}:{port}{path} answered HTTP {response.status_code}, not 200"
+                )
+            body = response.content[:MAX_BODY].decode("utf-8", "replace").rstrip()
+            if body != key_authorization:
+                raise AcmeError(
+                    "incorrectResponse", f"{name}:{port}{path} served the wrong key authorization"
+                )
+            return
         raise last or AcmeError("connection", f"no address of {name} could be reached")
+
+    def _http01_client(self) -> httpx2.AsyncClient:
+        """Made once: plain http only, no redirects followed, no proxy from the environment, and no
+        connection kept alive (each fetch opens its own, to the address just resolved). verify=False
+        skips building a CA-bundle TLS context, which a client made per validation paid each time."""
+        if self._client is None:
+            self._client = httpx2.AsyncClient(
+                timeout=httpx2.Timeout(self._config.validation_timeout_seconds),
+                follow_redirects=False,
+                trust_env=False,
+                verify=False,
+                limits=httpx2.Limits(max_keepalive_connections=0),
+            )
+        return self._client
 
     async def _dns01(self, name: str, key_authorization: str) -> None:
         """RFC 8555 §8.4: a TXT record at ``_acme-challenge.<name>`` (CNAMEs followed) must hold

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -29,15 +29,17 @@ VERSIONS = table_of(CertificateVersion)
 OPEN_ORDER_STATES = ("pending", "ready")
 
 
-async def spend_nonce(connection: AsyncConnection, *, nonce: str, expires_at: datetime) -> bool:
-    """Record a nonce as used; False when it was used before (the insert does nothing then)."""
-    values = {"nonce": nonce, "expires_at": expires_at}
+async def spend_nonces(connection: AsyncConnection, entries: Sequence[tuple[str, datetime]]) -> set[str]:
+    """Record many nonces as used in one statement; the set of those not used before."""
+    values = [{"nonce": nonce, "expires_at": expires_at} for nonce, expires_at in entries]
+    if not values:
+        return set()
     if connection.dialect.name == "postgresql":
         statement: Any = postgresql.insert(USED_NONCES).values(values).on_conflict_do_nothing()
     else:
         statement = sqlite.insert(USED_NONCES).values(values).on_conflict_do_nothing()
     result = await connection.execute(statement.returning(USED_NONCES.c.nonce))
-    return result.first() is not None
+    return {str(nonce) for nonce in result.scalars()}
 
 
 async def forget_spent_nonces(connection: AsyncConnection, *, now: datetime) -> int:
@@ -140,6 +142,27 @@ async def challenges_of(connection: AsyncConnection, authz_id: str) -> list[dict
 
 async def get_challenge(connection: AsyncConnection, challenge_id: str) -> dict[str, Any] | None:
     return await _one(connection, select(CHALLENGES).where(CHALLENGES.c.id == challenge_id))
+
+
+VALIDATION_CONTEXT = (
+    select(
+        CHALLENGES,
+        AUTHORIZATIONS.c.identifier_type,
+        AUTHORIZATIONS.c.identifier_value,
+        AUTHORIZATIONS.c.wildcard,
+        ACCOUNTS.c.jwk_thumbprint,
+    )
+    .join(AUTHORIZATIONS, AUTHORIZATIONS.c.id == CHALLENGES.c.authorization_id)
+    .join(ORDERS, ORDERS.c.id == AUTHORIZATIONS.c.order_id)
+    .join(ACCOUNTS, ACCOUNTS.c.id == ORDERS.c.account_id)
+    .where(CHALLENGES.c.id == bindparam("challenge_id"))
+)
+
+
+async def validation_context(connection: AsyncConnection, challenge_id: str) -> dict[str, Any] | None:
+    """A challenge with what validating it needs (its identifier and its account's key thumbprint), in
+    one read."""
+    return await _one(connection, VALIDATION_CONTEXT.params(challenge_id=challenge_id))
 
 
 async def swap_challenge_status(
