@@ -6,6 +6,7 @@ and a back-channel logout naming sid and sub ends a session opened without a sid
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,10 +15,10 @@ import pytest
 from certctl.auth.config import IdentityConfig
 from certctl.domain.rbac import ScopeType, global_access
 from certctl.errors import Conflict
-from certctl.services.audit import RequestInfo
+from certctl.services.audit import SYSTEM, RequestInfo
 from certctl.services.identity import SignedInUser
 from certctl.store.db import unit_of_work
-from certctl.store.repositories import web_sessions
+from certctl.store.repositories import rows, web_sessions
 from certctl.web.sessions import SessionPrincipal
 from support.apps import ApiHarness, make_harness
 from support.oidc_provider import dashboard_of
@@ -176,3 +177,41 @@ def test_break_glass_sessions_stop_resolving_when_break_glass_is_off(database_ur
         assert page(api, cookie) == 200
         store.breakglass_enabled = False  # as after a restart with CERTCTL_BREAKGLASS_ENABLED=false
         assert page(api, cookie) == 303
+
+
+def test_a_session_ended_by_another_process_stops_within_the_sync(api: ApiHarness) -> None:
+    """Another server process ends a session by deleting its row and writing the change log; this
+    process, which cached the session, follows the log and stops accepting the cookie within seconds."""
+    store = dashboard_of(api).store
+
+    async def open_and_resolve() -> tuple[str, str]:
+        made = await api.services.api_keys.create(
+            name="elsewhere", roles=["viewer"], expires_in=None, actor=SYSTEM
+        )
+        principal = SessionPrincipal(type="api_key", id=str(made.key["id"]), name="elsewhere")
+        created = await store.open(principal, request=RequestInfo())
+        assert await store.resolve(created.token) is not None
+        return created.token, created.session.id_sha256
+
+    async def end_elsewhere(session_id: str) -> None:  # as another process does: no in-process signal
+        async with unit_of_work(api.services.context.engine) as uow:
+            await uow.connection.execute(rows.SESSIONS.delete().where(rows.SESSIONS.c.id == session_id))
+            await uow.connection.execute(
+                web_sessions.CHANGES.insert().values(
+                    session_id=session_id, changed_at=api.services.context.clock.now()
+                )
+            )
+
+    token, session_id = api.run(open_and_resolve)
+
+    async def resolves() -> bool:
+        return await store.resolve(token) is not None
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() - store._synced_at > 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert api.run(resolves)  # reused from this process's cache
+    api.run(lambda: end_elsewhere(session_id))
+    while api.run(resolves) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not api.run(resolves)

@@ -95,6 +95,9 @@ def create_app(
         if identity.breakglass_enabled:
             log.warning("break-glass sign-in is ENABLED at /auth/breakglass; turn it off after the incident")
         yield
+        dashboard = getattr(app.state, "dashboard", None)
+        if dashboard is not None:
+            await dashboard.store.stop_sync()
 
     app = FastAPI(
         title="certctl",

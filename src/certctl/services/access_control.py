@@ -144,6 +144,7 @@ class AccessControlService:
                 "removed": sorted(set(row["permissions"]) - updated),
             }
             await self._audit(uow.connection, "auth.role.edit", name, actor, request, details)
+            await web_sessions.log_changes(uow.connection, None)  # every holder's access changed
         self._changed()
         return _custom_view(row | values)
 
@@ -159,6 +160,7 @@ class AccessControlService:
                 raise Conflict(f"role {name!r} is still granted {held} time(s); revoke those grants first")
             await rows.remove(uow.connection, grants.ROLES, row["id"])
             await self._audit(uow.connection, "auth.role.delete", name, actor, request, {})
+            await web_sessions.log_changes(uow.connection, None)  # group mappings may have named it
         self._changed()
 
     async def grants_of_key(self, key_id: str) -> list[dict[str, Any]]:

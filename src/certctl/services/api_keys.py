@@ -18,7 +18,7 @@ from certctl.errors import Conflict, Forbidden, Gone, NotFound, ValidationFailed
 from certctl.services.audit import Actor, RequestInfo, audit_record
 from certctl.services.context import ServiceContext
 from certctl.store.db import read_only, unit_of_work
-from certctl.store.repositories import audit, grants, rows
+from certctl.store.repositories import audit, grants, rows, web_sessions
 
 
 @dataclass(frozen=True)
@@ -210,6 +210,7 @@ class ApiKeyService:
             if admins == {row["id"]}:
                 raise Conflict("this is the last admin key; create another admin key before revoking it")
             await rows.change(uow.connection, rows.API_KEYS, row["id"], {"revoked_at": now})
+            await web_sessions.end_sessions(uow.connection, principals=[("api_key", row["id"])])
             await audit.append(
                 uow.connection,
                 [

@@ -227,6 +227,17 @@ class WebSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
+class WebSessionChange(Base):
+    """A short log of sessions ended or changed (``session_id`` NULL: every session's access may have
+    changed), which every server process reads each second to drop what it cached. Rows go after ten
+    minutes."""
+
+    __tablename__ = "web_session_changes"
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    session_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
 class SessionSigningKey(Base):
     """HMAC keys for session cookies, sealed under the master key. One is active; a retired key still
     verifies cookies until ``verify_until`` (the session lifetime after its retirement), then goes."""

@@ -22,9 +22,12 @@ Why this shape:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
+import random
 import secrets
 import time
 from dataclasses import dataclass, field, replace
@@ -59,9 +62,12 @@ LOGIN_FORM_LIFETIME = timedelta(hours=1)
 SESSION_ACTOR_TYPE = "web_session"
 TOUCH_EVERY = timedelta(seconds=60)
 ACCESS_CACHE_SECONDS = 2.0
-SESSION_CACHE_SECONDS = 1.0
-"""A resolved session is reused this long per process: a session ended by another process (or replica)
-stops working within it; one ended by this process stops at once."""
+SESSION_CACHE_SECONDS = 300.0
+"""A resolved session is reused this long per process while the change log is followed (every
+``SYNC_SECONDS``): a session ended or changed anywhere stops being reused within that second; one ended
+by this process at once. Without a recent sync, reuse falls back to ``UNSYNCED_CACHE_SECONDS``."""
+SYNC_SECONDS = 1.0
+UNSYNCED_CACHE_SECONDS = 1.0
 USERS = table_of(User)
 
 PrincipalType = Literal["api_key", "user", "breakglass"]
@@ -217,6 +223,8 @@ class SessionStore:
         self.config = config or SessionConfig()
         self._access: dict[tuple[Any, ...], tuple[float, Access]] = {}
         self._sessions: dict[str, tuple[float, int, dict[str, Any], Access]] = {}
+        self._sync_task: asyncio.Task[None] | None = None
+        self._synced_at = float("-inf")
         """Resolved sessions, reused for ``SESSION_CACHE_SECONDS`` unless this process ended or changed
         a session, a key or a grant meanwhile (the generation moved)."""
         self.keys = keys or SigningKeys(
@@ -322,7 +330,7 @@ class SessionStore:
             await purge_expired(conn, now)
             if replacing and (parts := split_cookie(replacing)) is not None:
                 await rows.remove(conn, rows.SESSIONS, sha256_hex(parts[0]))
-                web_sessions.changed()
+                await web_sessions.log_changes(conn, [sha256_hex(parts[0])])
             await conn.execute(rows.SESSIONS.insert().values(**record))
             await audit.append(conn, [audit_row])
 
@@ -347,14 +355,17 @@ class SessionStore:
         hashed = sha256_hex(session_id)
         generation = web_sessions.generation() + self._authenticator.generation
         cached = self._sessions.get(hashed)
+        alive = False
         if (
             cached is not None
             and cached[1] == generation
-            and time.monotonic() - cached[0] < SESSION_CACHE_SECONDS
+            and time.monotonic() - cached[0] < self._cache_seconds()
         ):
             row, access = cached[2], cached[3]
             alive, name = self._alive(row, now, client)
-        else:
+            alive = alive and not _grant_lapsed(access, now)
+            # A cached row that looks dead (idle, say) may be stale: another process may have used it since.
+        if not alive:
             async with autocommit_reads(self._engine) as connection:  # one statement: no BEGIN/ROLLBACK
                 found = (await connection.execute(RESOLVE, {"hashed": hashed})).mappings().first()
                 if found is None:
@@ -368,11 +379,12 @@ class SessionStore:
                 if len(self._sessions) > 10_000:
                     self._sessions.clear()
                 self._sessions[hashed] = (time.monotonic(), generation, row, access)
+                self.start_sync()
         if not alive:
             self._sessions.pop(hashed, None)
             async with unit_of_work(self._engine) as uow:
                 await rows.remove(uow.connection, rows.SESSIONS, hashed)
-            web_sessions.changed()
+                await web_sessions.log_changes(uow.connection, [hashed])
             return None
         if now - row["last_seen_at"] >= TOUCH_EVERY:
             async with unit_of_work(self._engine) as uow:
@@ -393,6 +405,48 @@ class SessionStore:
             actor=actor,
             provider_id=row["provider_id"],
         )
+
+    def _cache_seconds(self) -> float:
+        synced = time.monotonic() - self._synced_at < 5 * SYNC_SECONDS
+        return SESSION_CACHE_SECONDS if synced else UNSYNCED_CACHE_SECONDS
+
+    def start_sync(self) -> None:
+        """Follow the change log in the background (started with the first cached session)."""
+        if self._sync_task is None or self._sync_task.done():
+            self._sync_task = asyncio.get_running_loop().create_task(self._sync_loop())
+
+    async def stop_sync(self) -> None:
+        task, self._sync_task = self._sync_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _sync_loop(self) -> None:
+        seen: int | None = None
+        while True:
+            try:
+                async with unit_of_work(self._engine) as uow:
+                    if seen is None:
+                        seen = await web_sessions.latest_change(uow.connection)
+                        self._sessions.clear()  # anything cached before the first read is unproven
+                    else:
+                        changes = await web_sessions.changes_since(uow.connection, seen)
+                        if changes:
+                            seen = changes[-1][0]
+                            if any(session_id is None for _, session_id in changes):
+                                self._sessions.clear()
+                            for _, session_id in changes:
+                                if session_id is not None:
+                                    self._sessions.pop(session_id, None)
+                    if random.random() < 0.01:  # noqa: S311 (housekeeping, not security)
+                        await web_sessions.forget_old_changes(uow.connection, now=self._clock.now())
+                self._synced_at = time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the cache falls back to short reuse until the log can be read again
+                log.warning("could not read the session change log", exc_info=True)
+            await asyncio.sleep(SYNC_SECONDS)
 
     @staticmethod
     def _access_key(row: Any) -> tuple[Any, ...]:
@@ -467,14 +521,14 @@ class SessionStore:
                 .where(rows.SESSIONS.c.id == session.id_sha256)
                 .values(csrf_sha256=digest)
             )
-        web_sessions.changed()
+            await web_sessions.log_changes(uow.connection, [session.id_sha256])
         return replace(session, csrf_sha256=digest), token
 
     async def sign_out(self, session: WebSession, *, request: RequestInfo) -> None:
         now = self._clock.now()
         async with unit_of_work(self._engine) as uow:
             await rows.remove(uow.connection, rows.SESSIONS, session.id_sha256)
-            web_sessions.changed()
+            await web_sessions.log_changes(uow.connection, [session.id_sha256])
             await audit.append(
                 uow.connection,
                 [
@@ -513,6 +567,11 @@ class SessionStore:
                 await audit.append(uow.connection, [record])
         except Exception:  # the refusal is still shown even if the trail cannot be written
             log.exception("could not write the audit row for a failed dashboard sign-in")
+
+
+def _grant_lapsed(access: Access, now: datetime) -> bool:
+    """A time-bound grant in a cached access has expired since it was read: read again."""
+    return any(g.expires_at is not None and g.expires_at <= now for g in access.grants)
 
 
 async def purge_expired(connection: AsyncConnection, now: datetime) -> None:

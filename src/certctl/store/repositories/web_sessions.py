@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from certctl.store.models import WebSessionChange, table_of
 from certctl.store.repositories.rows import SESSIONS
+
+CHANGES = table_of(WebSessionChange)
+CHANGES_KEPT = timedelta(minutes=10)
 
 _generation = [0]
 
@@ -63,11 +67,11 @@ async def end_sessions(
     if not clauses:
         return []
     condition = or_(*clauses)
-    handles = [str(h) for (h,) in (await connection.execute(select(s.c.handle).where(condition))).all()]
-    if handles:
+    found = (await connection.execute(select(s.c.id, s.c.handle).where(condition))).all()
+    if found:
         await connection.execute(delete(s).where(condition))
-        changed()
-    return handles
+        await log_changes(connection, [str(session_id) for session_id, _ in found])
+    return [str(handle) for _, handle in found]
 
 
 async def listing(
@@ -89,7 +93,13 @@ async def by_handle(connection: AsyncConnection, handle: str) -> dict[str, Any] 
 
 
 async def remove_handle(connection: AsyncConnection, handle: str) -> bool:
-    changed()
+    ids = [
+        str(i)
+        for i in (
+            await connection.execute(select(SESSIONS.c.id).where(SESSIONS.c.handle == handle))
+        ).scalars()
+    ]
+    await log_changes(connection, ids)
     return bool((await connection.execute(delete(SESSIONS).where(SESSIONS.c.handle == handle))).rowcount)
 
 
@@ -100,7 +110,43 @@ async def count_for_provider(connection: AsyncConnection, provider_id: str, *, n
 
 async def end_provider_sessions(connection: AsyncConnection, provider_id: str) -> int:
     """End every session opened through one OIDC provider."""
-    changed()
+    ids = [
+        str(i)
+        for i in (
+            await connection.execute(select(SESSIONS.c.id).where(SESSIONS.c.provider_id == provider_id))
+        ).scalars()
+    ]
+    await log_changes(connection, ids)
     return int(
         (await connection.execute(delete(SESSIONS).where(SESSIONS.c.provider_id == provider_id))).rowcount
     )
+
+
+async def log_changes(connection: AsyncConnection, session_ids: Iterable[str] | None) -> None:
+    """Tell every server process (each reads this log every second) that these sessions ended or
+    changed; ``None``: anyone's access may have changed (a key revoked, a role edited). This process
+    forgets at once."""
+    changed()
+    now = datetime.now(UTC)
+    rows = (
+        [{"session_id": None, "changed_at": now}]
+        if session_ids is None
+        else [{"session_id": session_id, "changed_at": now} for session_id in session_ids]
+    )
+    if rows:
+        await connection.execute(CHANGES.insert(), rows)
+
+
+async def changes_since(
+    connection: AsyncConnection, seq: int, *, limit: int = 5000
+) -> list[tuple[int, str | None]]:
+    statement = select(CHANGES.c.seq, CHANGES.c.session_id).where(CHANGES.c.seq > seq).order_by(CHANGES.c.seq)
+    return [(int(n), i) for n, i in (await connection.execute(statement.limit(limit))).all()]
+
+
+async def latest_change(connection: AsyncConnection) -> int:
+    return int((await connection.execute(select(func.coalesce(func.max(CHANGES.c.seq), 0)))).scalar_one())
+
+
+async def forget_old_changes(connection: AsyncConnection, *, now: datetime) -> None:
+    await connection.execute(delete(CHANGES).where(CHANGES.c.changed_at < now - CHANGES_KEPT))
