@@ -131,8 +131,7 @@ PUBLIC = Depends(Public())
 async def request_info_without_body(request: Request) -> RequestInfo:
     """For routes whose body carries a secret (a password, a client secret, a bootstrap token): the audit
     row must not keep even the body's SHA-256, which would allow guessing a low-entropy secret offline."""
-    info = info_from(request)
-    return RequestInfo(request_id=info.request_id, started=info.started)
+    return info_from(request).without_body()
 
 
 ServicesDep = Annotated[Services, Depends(services_of)]

@@ -121,14 +121,14 @@ class SigningKeys:
         self._keys, self._active, self._loaded_at = keys, active[1], time.monotonic()
 
     async def signing(self) -> tuple[str, bytes]:
-        if self._active is None or time.monotonic() - self._loaded_at > 60:
+        if self._active is None or time.monotonic() - self._loaded_at > KEY_REFRESH_SECONDS:
             await self.load()
         assert self._active is not None
         return self._active, self._keys[self._active]
 
     async def verifying(self, key_id: str) -> bytes | None:
         """The secret of a key that may still verify cookies; an unknown id reloads (throttled)."""
-        if time.monotonic() - self._loaded_at > 60 or (
+        if time.monotonic() - self._loaded_at > KEY_REFRESH_SECONDS or (
             key_id not in self._keys and time.monotonic() - self._loaded_at > KEY_RELOAD_SECONDS
         ):
             await self.load()

@@ -89,8 +89,7 @@ def check_credential(username: str, password: str) -> None:
 
 def without_body_digest(request: RequestInfo | None) -> RequestInfo:
     """The request's id and timing, but not the SHA-256 of a body that holds a password."""
-    request = request or RequestInfo()
-    return RequestInfo(request_id=request.request_id, started=request.started)
+    return (request or RequestInfo()).without_body()
 
 
 def public_view(row: dict[str, Any], now: datetime) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from starlette.responses import RedirectResponse, Response
 
 from certctl.auth.config import IdentityConfig
 from certctl.domain.rbac import global_access
-from certctl.services.audit import RequestInfo
 from certctl.services.breakglass import Refusal
 from certctl.web import sessions
 from certctl.web.routes import PAGE_HEADERS, Dashboard, client_meta, read_form, request_info
@@ -69,8 +68,7 @@ class BreakGlassLogin:
     async def sign_in(self, request: Request) -> Response:
         self.ensure_enabled(request)
         client = client_meta(request)
-        info = request_info(request)
-        info = RequestInfo(request_id=info.request_id, started=info.started)  # the body holds a password
+        info = request_info(request).without_body()  # the body holds a password
         retry_after = self.service.limiter.admit(client.ip)
         if retry_after is not None:
             if self.service.limiter.first_refusal(client.ip):

@@ -208,6 +208,15 @@ class Dashboard:
         message = f"{session.who} lacks the permission '{permission}' needed {purpose}."
         return await self.error(request, session, 403, "Permission denied", message)
 
+    async def csrf_refusal(self, request: Request, session: WebSession) -> Response | None:
+        """The 403 page for a POST without the session's CSRF token (form field or header), else None."""
+        form = await read_form(request)
+        presented = request.headers.get(sessions.CSRF_HEADER) or form.get(sessions.CSRF_FIELD)
+        if sessions.token_matches(presented, session.csrf_sha256):
+            return None
+        message = "This request could not be verified (its CSRF token is missing or wrong). Reload the page."
+        return await self.error(request, session, 403, "Request refused", message)
+
     async def require_action(
         self, request: Request, permission: str, *, purpose: str, back: str
     ) -> WebSession | Response:
@@ -221,24 +230,14 @@ class Dashboard:
             if request.cookies.get(sessions.SESSION_COOKIE):
                 clear_session_cookies(response)
             return response
-        form = await read_form(request)
-        presented = request.headers.get(sessions.CSRF_HEADER) or form.get(sessions.CSRF_FIELD)
-        if not sessions.token_matches(presented, session.csrf_sha256):
-            message = (
-                "This request could not be verified (its CSRF token is missing or wrong). Reload the page."
-            )
-            return await self.error(request, session, 403, "Request refused", message)
+        refused = await self.csrf_refusal(request, session)
+        if refused is not None:
+            return refused
         for needed in (READ, permission):
             if not session.can(needed):
                 message = f"{session.who} lacks the permission '{needed}' needed {purpose}."
                 return await self.error(request, session, 403, "Permission denied", message)
         return session
-
-    @staticmethod
-    def audit_info_without_body(request: Request) -> RequestInfo:
-        """For a form that carries a secret: not even the body's digest goes into the trail."""
-        info = request_info(request)
-        return RequestInfo(request_id=info.request_id, started=info.started)
 
     @staticmethod
     def audit_info(request: Request) -> RequestInfo:
@@ -316,13 +315,9 @@ class Dashboard:
             response = RedirectResponse("/login", status_code=303, headers=PAGE_HEADERS)
             clear_session_cookies(response)
             return response
-        form = await read_form(request)
-        presented = request.headers.get(sessions.CSRF_HEADER) or form.get(sessions.CSRF_FIELD)
-        if not sessions.token_matches(presented, session.csrf_sha256):
-            message = (
-                "This request could not be verified (its CSRF token is missing or wrong). Reload the page."
-            )
-            return await self.error(request, session, 403, "Request refused", message)
+        refused = await self.csrf_refusal(request, session)
+        if refused is not None:
+            return refused
         await self.store.sign_out(session, request=request_info(request))
         elsewhere = None
         if self.oidc is not None and session.provider_id:

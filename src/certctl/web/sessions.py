@@ -57,7 +57,6 @@ CSRF_COOKIE = "__Host-certctl_csrf"
 LOGIN_COOKIE = "__Host-certctl_login"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
-SESSION_LIFETIME = SessionConfig().lifetime
 LOGIN_FORM_LIFETIME = timedelta(hours=1)
 SESSION_ACTOR_TYPE = "web_session"
 TOUCH_EVERY = timedelta(seconds=60)
@@ -248,7 +247,7 @@ class SessionStore:
         """Check an API key and open a session for it, or audit the failure and return None."""
         now = self._clock.now()
         # The form body holds the key: not even its digest goes into the trail.
-        request = RequestInfo(request_id=request.request_id, started=request.started)
+        request = request.without_body()
         principal = await self._authenticator.authenticate(secret.strip(), now=now)
         if principal is None:
             await self.audit_failure(request, reason="unknown, expired or revoked key")

@@ -12,7 +12,6 @@ from fastapi import Request
 from starlette.responses import Response
 
 from certctl.errors import NotFound
-from certctl.web import sessions
 
 if TYPE_CHECKING:
     from certctl.web.routes import Dashboard
@@ -45,18 +44,12 @@ class SessionsPage:
         )
 
     async def revoke(self, request: Request, handle: str) -> Response:
-        from certctl.web.routes import read_form
-
         session = await self.dashboard.session_of(request)
         if session is None:
             return self.dashboard.see_other("/login?next=%2Fsessions")
-        form = await read_form(request)
-        presented = request.headers.get(sessions.CSRF_HEADER) or form.get(sessions.CSRF_FIELD)
-        if not sessions.token_matches(presented, session.csrf_sha256):
-            message = (
-                "This request could not be verified (its CSRF token is missing or wrong). Reload the page."
-            )
-            return await self.dashboard.error(request, session, 403, "Request refused", message)
+        refused = await self.dashboard.csrf_refusal(request, session)
+        if refused is not None:
+            return refused
         identity = self.dashboard.services.identity
         try:
             target = await identity.session(handle)

@@ -101,7 +101,7 @@ class SsoPage:
                 name=form.get("name", ""),
                 settings=settings,
                 actor=session.actor,
-                request=self.dashboard.audit_info_without_body(request),
+                request=self.dashboard.audit_info(request).without_body(),
             )
 
         return await self._act(request, create)
