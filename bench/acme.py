@@ -331,6 +331,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
                 trusted_target(server),
             ]
             for label, always in (("pebble http-01", False), ("pebble always-valid", True)):
+                if args.only and args.only not in label:
+                    continue
                 found = stack.enter_context(
                     pebble(
                         workdir / label.replace(" ", "-"),
@@ -340,6 +342,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
                     )
                 )
                 targets.append(Target(label, found.directory_url, found.ca_file, found.pid))
+            targets = [target for target in targets if not args.only or args.only in target.label]
             results: dict[tuple[str, int], Result] = {}
             for concurrency in concurrencies:
                 for target in targets:
@@ -353,6 +356,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
             pairs = (("certctl http-01", "pebble http-01"), ("certctl trusted+EAB", "pebble always-valid"))
             for concurrency in concurrencies:
                 for ours, peer in pairs:
+                    if (ours, concurrency) not in results or (peer, concurrency) not in results:
+                        continue
                     theirs = results[(peer, concurrency)].rate
                     ratio = results[(ours, concurrency)].rate / theirs if theirs else float("nan")
                     print(f"c={concurrency}: {ours} / {peer}: {ratio:.2f}")
@@ -374,6 +379,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="certctl server worker processes")
     parser.add_argument("--poll-ms", type=int, default=20, help="pause before each status read")
     parser.add_argument("--database-url", help="PostgreSQL server URL (a fresh database is created)")
+    parser.add_argument("--only", help="run only the modes whose label contains this text")
     parser.add_argument("--smoke", action="store_true", help="a few seconds at concurrency 4")
     args = parser.parse_args()
     if args.smoke:

@@ -106,13 +106,18 @@ class Http01Server:
     def __init__(self) -> None:
         import http.server
         import threading
+        import time
 
         tokens: dict[str, str] = {}
         self.tokens = tokens
+        delays: dict[str, float] = {}
+        self.delays = delays
+        """Seconds to wait before answering a token (a slow web server)."""
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 token = self.path.rsplit("/", 1)[-1]
+                time.sleep(delays.get(token, 0.0))
                 body = tokens.get(token)
                 self.send_response(200 if body else 404)
                 self.end_headers()

@@ -38,7 +38,7 @@ from certctl.api.routers import (
 from certctl.auth.config import IdentityConfig
 from certctl.auth.session_keys import SigningKeys
 from certctl.errors import NotFound
-from certctl.protocols.acme.routes import install as install_acme_routes
+from certctl.protocols.acme.http import AcmeEndpoint
 from certctl.protocols.crl.http import install as install_crl_routes
 from certctl.protocols.ocsp.http import OcspEndpoint
 from certctl.services.container import Services
@@ -115,7 +115,6 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     _mount_public(app, services)
-    install_acme_routes(app, services)
     if web:
         from certctl.web.routes import install as install_web
 
@@ -126,7 +125,8 @@ def create_app(
         async def root() -> RedirectResponse:
             return RedirectResponse("/api/v1/docs")
 
-    return OcspEndpoint(RequestMiddleware(app, max_body_bytes=max_body_bytes, hsts=True), services)
+    inner = OcspEndpoint(RequestMiddleware(app, max_body_bytes=max_body_bytes, hsts=True), services)
+    return AcmeEndpoint(inner, services, max_body_bytes=max_body_bytes, hsts=True)
 
 
 def create_public_app(services: Services) -> ASGIApp:

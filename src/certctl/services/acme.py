@@ -17,7 +17,7 @@ from certctl.errors import NotFound
 from certctl.services.acme_errors import AcmeError
 from certctl.services.context import ServiceContext
 from certctl.services.lookups import RowCache
-from certctl.store.db import read_only
+from certctl.store.db import autocommit_reads
 from certctl.store.repositories import rows
 
 
@@ -92,7 +92,7 @@ class AcmeProfiles:
         return found
 
     async def _resolve(self, name: str) -> AcmeProfile:
-        async with read_only(self._ctx.engine) as connection:
+        async with autocommit_reads(self._ctx.engine) as connection:
             try:
                 row = await self._profiles.find(connection, name)
             except NotFound:

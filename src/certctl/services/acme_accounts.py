@@ -10,7 +10,7 @@ from certctl.services.acme import AcmeConfig
 from certctl.services.acme_eab import AcmeEabKeys
 from certctl.services.acme_errors import AcmeError
 from certctl.services.context import ServiceContext
-from certctl.store.db import read_only, unit_of_work
+from certctl.store.db import autocommit_reads, unit_of_work
 from certctl.store.repositories import acme
 
 MAX_CONTACTS = 10
@@ -40,7 +40,7 @@ class AcmeAccounts:
         if cached is not None and time.monotonic() - cached[0] < ACCOUNT_CACHE_SECONDS:
             return dict(cached[1])
         changes_before = self._changes
-        async with read_only(self._ctx.engine) as connection:
+        async with autocommit_reads(self._ctx.engine) as connection:
             account = await acme.get_account(connection, account_id)
         if account is None:
             raise AcmeError("accountDoesNotExist", "no account exists for this key id")
@@ -70,7 +70,7 @@ class AcmeAccounts:
     ) -> tuple[dict[str, Any], bool]:
         """RFC 8555 §7.3: the existing account of this key (200) or a new one (201). A new account may
         carry an external account binding (§7.3.4, checked against ``url``); ``require_eab`` demands one."""
-        async with read_only(self._ctx.engine) as connection:
+        async with autocommit_reads(self._ctx.engine) as connection:
             existing = await acme.account_by_thumbprint(connection, thumbprint)
         if existing is not None:
             if existing["status"] != "valid":
@@ -125,7 +125,7 @@ class AcmeAccounts:
         return account | changes
 
     async def order_ids(self, *, account: dict[str, Any]) -> list[str]:
-        async with read_only(self._ctx.engine) as connection:
+        async with autocommit_reads(self._ctx.engine) as connection:
             return await acme.orders_of_account(connection, account["id"], limit=ORDERS_LISTED)
 
 

@@ -27,7 +27,7 @@ from certctl.services.acme_errors import AcmeError
 from certctl.services.audit import Actor, RequestInfo, audit_record
 from certctl.services.context import ServiceContext
 from certctl.services.visibility import require_on_catalog
-from certctl.store.db import read_only, unit_of_work
+from certctl.store.db import autocommit_reads, unit_of_work
 from certctl.store.repositories import acme, acme_ari, audit, certificates, rows
 
 RETRY_AFTER_SECONDS = 6 * 3600
@@ -126,7 +126,7 @@ class AcmeRenewalInfo:
     async def window(self, *, cert_id: str) -> SuggestedWindow:
         """RFC 9773 §4.2; an unknown certificate is ``malformed`` with status 404."""
         parsed = parse_cert_id(cert_id)
-        async with read_only(self._ctx.engine) as connection:
+        async with autocommit_reads(self._ctx.engine) as connection:
             version = await self._version(connection, parsed)
             if version is None:
                 raise AcmeError(
@@ -139,7 +139,7 @@ class AcmeRenewalInfo:
         """RFC 9773 §5: ``replaces`` must name a certificate this account ordered and that no other order
         replaced already (``alreadyReplaced``, 409). Returns the certID to record."""
         parsed = parse_cert_id(cert_id)
-        async with read_only(self._ctx.engine) as connection:
+        async with autocommit_reads(self._ctx.engine) as connection:
             version = await self._version(connection, parsed)
             if version is None:
                 raise AcmeError("malformed", "replaces names a certificate this server did not issue")

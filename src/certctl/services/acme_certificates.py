@@ -26,7 +26,7 @@ from certctl.services.context import ServiceContext
 from certctl.services.holds import Held
 from certctl.services.issuance import IssuanceService, IssueRequest
 from certctl.services.revocation import Revocation, RevocationService
-from certctl.store.db import read_only, unit_of_work
+from certctl.store.db import autocommit_reads, one_statement
 from certctl.store.repositories import acme, approvals, certificates
 
 FINAL_APPROVAL_STATES = ("rejected", "expired", "failed")
@@ -73,9 +73,9 @@ class AcmeCertificates:
         if in_csr != asked:
             raise AcmeError("badCSR", "the names in the CSR differ from the order's identifiers")
         now = self._ctx.clock.now()
-        async with unit_of_work(self._ctx.engine) as uow:
+        async with one_statement(self._ctx.engine) as connection:
             if not await acme.swap_order_status(
-                uow.connection,
+                connection,
                 order["id"],
                 expected="ready",
                 values={"status": "processing", "updated_at": now},
@@ -111,7 +111,7 @@ class AcmeCertificates:
         the approval was refused or lapsed."""
         if order["status"] != "processing" or order["approval_id"] is None:
             return order
-        async with read_only(self._ctx.engine) as connection:
+        async with autocommit_reads(self._ctx.engine) as connection:
             issued = await certificates.get_by_name(connection, f"acme-{order['id']}")
             approval = await approvals.get(connection, order["approval_id"])
         changes: dict[str, Any] = {}
@@ -130,17 +130,14 @@ class AcmeCertificates:
 
     async def chain_pem(self, *, account: dict[str, Any], version_id: str) -> str:
         """RFC 8555 §7.4.2: leaf then chain, PEM (``application/pem-certificate-chain``)."""
-        async with read_only(self._ctx.engine) as connection:
-            version = await certificates.get_version(connection, version_id)
-            order = None
-            if version is not None:
-                order = await acme.order_for_certificate(
-                    connection, account_id=account["id"], certificate_id=version["certificate_id"]
-                )
-        if version is None or order is None:
+        async with autocommit_reads(self._ctx.engine) as connection:
+            found = await acme.certificate_of_account(
+                connection, version_id=version_id, account_id=account["id"]
+            )
+        if found is None:
             raise not_found("certificate")
-        chain = version["chain_pem"] or ""
-        return str(version["cert_pem"]).rstrip("\n") + "\n" + chain.lstrip("\n")
+        cert_pem, chain = found
+        return cert_pem.rstrip("\n") + "\n" + chain.lstrip("\n")
 
     async def revoke(self, *, account: dict[str, Any] | None, jwk_key: Any, payload: dict[str, Any]) -> None:
         """RFC 8555 §7.6: by the account that ordered the certificate (kid), or by the certificate's own
@@ -151,7 +148,7 @@ class AcmeCertificates:
         except ValueError:
             raise AcmeError("malformed", "certificate is not a DER X.509 certificate") from None
         reason = _reason(payload.get("reason", 0))
-        async with read_only(self._ctx.engine) as connection:
+        async with autocommit_reads(self._ctx.engine) as connection:
             version = await acme.version_by_fingerprint(connection, fingerprint_sha256(certificate))
             owner_order = None
             if version is not None and account is not None:
@@ -179,8 +176,8 @@ class AcmeCertificates:
             raise AcmeError("alreadyRevoked", exc.message) from None
 
     async def _set(self, order_id: str, values: dict[str, Any]) -> None:
-        async with unit_of_work(self._ctx.engine) as uow:
-            await acme.update_order(uow.connection, order_id, values | {"updated_at": self._ctx.clock.now()})
+        async with one_statement(self._ctx.engine) as connection:
+            await acme.update_order(connection, order_id, values | {"updated_at": self._ctx.clock.now()})
 
 
 def _reason(value: Any) -> RevocationReason:

@@ -36,7 +36,7 @@ from certctl.services.acme import AcmeProfile
 from certctl.services.acme_errors import AcmeError
 from certctl.services.audit import Actor, RequestInfo, audit_record
 from certctl.services.context import ServiceContext
-from certctl.store.db import read_only, unit_of_work
+from certctl.store.db import autocommit_reads, unit_of_work
 from certctl.store.repositories import acme_eab, audit, rows
 
 HMAC_ALGORITHMS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
@@ -127,7 +127,7 @@ class AcmeEabKeys:
         return NewEabKey(key=key_view(record), hmac_key=encoded)
 
     async def list_keys(self, *, profile: str | None = None) -> list[dict[str, Any]]:
-        async with read_only(self._ctx.engine) as connection:
+        async with autocommit_reads(self._ctx.engine) as connection:
             if profile is not None:
                 found = await rows.find(connection, rows.PROFILES, profile)
                 profile = found["name"] if found is not None else profile
@@ -200,7 +200,7 @@ class AcmeEabKeys:
         return value
 
     async def _usable_secret(self, *, kid: str, profile: str) -> bytes:
-        async with read_only(self._ctx.engine) as connection:
+        async with autocommit_reads(self._ctx.engine) as connection:
             row = await acme_eab.get_key(connection, kid)
         now = self._ctx.clock.now()
         if row is None or row["profile"] != profile:
@@ -230,7 +230,7 @@ class AcmeEabKeys:
         rules = eab_rules(profile.row["rules"])
         if not rules.require_eab:
             return False
-        async with read_only(self._ctx.engine) as connection:
+        async with autocommit_reads(self._ctx.engine) as connection:
             key = await acme_eab.key_of_account(connection, account_id)
             if key is None or key["profile"] != profile.name:
                 raise AcmeError("unauthorized", "this directory takes orders only from EAB-bound accounts")
@@ -266,16 +266,35 @@ async def names_outside(
         ]
     if ips and not rules.get("allow_ip_sans", True):
         problems.append("the profile does not allow IP addresses")
-    seen = 0
-    while ca_id is not None and seen < 16:
-        ca = await rows.get(connection, rows.CAS, ca_id)
-        if ca is None:
-            break
-        constraints = NameConstraints.from_dict(ca["name_constraints"] or {})
+    for constraints in await _chain_constraints(connection, ca_id):
         if not constraints.is_empty:
             problems += check_names(constraints, dns_names=dns, ip_addresses=ips, emails=())
-        ca_id, seen = ca["parent_id"], seen + 1
     return problems
+
+
+_CHAIN_CONSTRAINTS: dict[str, tuple[NameConstraints, ...]] = {}
+
+
+async def _chain_constraints(connection: AsyncConnection, ca_id: str | None) -> tuple[NameConstraints, ...]:
+    """The name constraints of a CA and of every CA above it. A CA's constraints and parent are part of
+    its certificate and never change, so a complete chain is read once per process."""
+    if ca_id is None:
+        return ()
+    cached = _CHAIN_CONSTRAINTS.get(ca_id)
+    if cached is not None:
+        return cached
+    found: list[NameConstraints] = []
+    current: str | None = ca_id
+    while current is not None and len(found) < 16:
+        ca = await rows.get(connection, rows.CAS, current)
+        if ca is None:
+            return tuple(found)
+        found.append(NameConstraints.from_dict(ca["name_constraints"] or {}))
+        current = ca["parent_id"]
+    if len(_CHAIN_CONSTRAINTS) >= 1000:
+        _CHAIN_CONSTRAINTS.clear()
+    _CHAIN_CONSTRAINTS[ca_id] = tuple(found)
+    return _CHAIN_CONSTRAINTS[ca_id]
 
 
 def _matches(name: str, patterns: list[str]) -> bool:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from certctl.services.acme_errors import AcmeError
 from certctl.services.context import ServiceContext
-from certctl.store.db import read_only, unit_of_work
+from certctl.store.db import autocommit_reads, unit_of_work
 from certctl.store.repositories import acme
 
 ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "PS256", "EdDSA")
@@ -116,7 +116,7 @@ class AcmeKeyChange:
             raise AcmeError("malformed", "oldKey is not the account's current key")
         if new_thumbprint == account["jwk_thumbprint"]:
             raise AcmeError("malformed", "the new key is the account's current key")
-        async with read_only(self._ctx.engine) as connection:
+        async with autocommit_reads(self._ctx.engine) as connection:
             holder = await acme.account_by_thumbprint(connection, new_thumbprint)
         if holder is not None:
             raise KeyInUse(holder["id"])
@@ -125,7 +125,7 @@ class AcmeKeyChange:
             async with unit_of_work(self._ctx.engine) as uow:
                 await acme.update_account(uow.connection, account["id"], changes)
         except IntegrityError:
-            async with read_only(self._ctx.engine) as connection:
+            async with autocommit_reads(self._ctx.engine) as connection:
                 holder = await acme.account_by_thumbprint(connection, new_thumbprint)
             raise KeyInUse(holder["id"] if holder else account["id"]) from None
         return account | changes

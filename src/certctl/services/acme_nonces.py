@@ -6,10 +6,11 @@ database read, so ``newNonce`` costs nothing. Single use is enforced when a nonc
 into ``acme_used_nonces`` (primary key), so a replay fails on any replica. Spent rows are kept only until
 the nonce would be refused as too old anyway, then the leader's sweep deletes them.
 
-Spending is group-committed on both engines: the nonces of concurrent requests are inserted by one
-multi-row statement in one transaction (whoever finds no flush running flushes everything queued, and
-hands what queued meanwhile to a short task), so a burst of requests costs one round trip and one commit
-rather than one each, and each request still waits for its own row.
+Spending is group-committed on both engines: the nonces of concurrent requests are inserted together,
+on PostgreSQL by one statement run on its own (no BEGIN/COMMIT round trips), on SQLite in one
+transaction. Whoever finds no flush running flushes everything queued and hands what queued meanwhile
+to a short task, so a burst of requests costs one round trip rather than one each, and each request
+still waits for its own row.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from certctl.domain.clock import Clock
 from certctl.keys.envelope import MasterKey
 from certctl.services.acme_errors import AcmeError
-from certctl.store.db import unit_of_work
+from certctl.store.db import one_statement
 from certctl.store.repositories import acme
 
 NONCE_PURPOSE = "acme-nonce-v1"
@@ -63,7 +64,7 @@ class NonceBook:
         return issued
 
     async def spend(self, nonce: str) -> None:
-        """Check and mark used (group-committed on SQLite, see above); ``badNonce`` on a replay."""
+        """Check and mark used (group-committed, see above); ``badNonce`` on a replay."""
         issued = self.issued_at(nonce)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((nonce, issued + self._ttl, future))
@@ -93,9 +94,9 @@ class NonceBook:
         """Insert everything queued in one transaction; each waiter learns whether its nonce was fresh."""
         batch, self._pending = self._pending, []
         try:
-            async with unit_of_work(self._engine) as uow:
+            async with one_statement(self._engine) as connection:
                 unused = await acme.spend_nonces(
-                    uow.connection, [(nonce, expires) for nonce, expires, _ in batch]
+                    connection, [(nonce, expires) for nonce, expires, _ in batch]
                 )
             # A nonce sent twice in one batch: the first request spends it, the second is a replay.
             seen: set[str] = set()

@@ -21,7 +21,7 @@ from certctl.services.acme_accounts import new_acme_id
 from certctl.services.acme_eab import AcmeEabKeys
 from certctl.services.acme_errors import AcmeError, not_found
 from certctl.services.context import ServiceContext
-from certctl.store.db import read_only, unit_of_work
+from certctl.store.db import autocommit_reads, one_statement, unit_of_work
 from certctl.store.repositories import acme
 
 MAX_IDENTIFIERS = 100
@@ -82,8 +82,9 @@ class AcmeOrders:
 
     async def create(
         self, *, account: dict[str, Any], profile: AcmeProfile, payload: dict[str, Any]
-    ) -> dict[str, Any]:
-        """RFC 8555 §7.4: a pending order with one pending authorization per identifier."""
+    ) -> tuple[dict[str, Any], list[str]]:
+        """RFC 8555 §7.4: a pending order with one pending authorization per identifier; the order and
+        the ids of its authorizations (sorted by identifier, as reads list them)."""
         raw = payload.get("identifiers")
         if not isinstance(raw, list) or not raw or len(raw) > MAX_IDENTIFIERS:
             raise AcmeError("malformed", f"an order needs 1 to {MAX_IDENTIFIERS} identifiers")
@@ -184,7 +185,7 @@ class AcmeOrders:
             await acme.insert_order(
                 uow.connection, order=order, authorizations=authorizations, challenges=challenges
             )
-        return order
+        return order, [a["id"] for a in sorted(authorizations, key=lambda a: a["identifier_value"])]
 
     async def _within_limits(self, account_id: str, identifiers: list[dict[str, str]]) -> None:
         """``rateLimited`` (429 with Retry-After) past the per-account order limit or the failed-validation
@@ -197,7 +198,7 @@ class AcmeOrders:
             return
         now = self._ctx.clock.now()
         since = now - RATE_WINDOW
-        async with read_only(self._ctx.engine) as connection:
+        async with autocommit_reads(self._ctx.engine) as connection:
             if orders_limit:
                 count, oldest = await acme.recent_orders(connection, account_id=account_id, since=since)
                 if count >= orders_limit and oldest is not None:
@@ -233,7 +234,7 @@ class AcmeOrders:
         wanted = [
             (i["type"], i["value"].removeprefix("*."), i["value"].startswith("*.")) for i in identifiers
         ]
-        async with read_only(self._ctx.engine) as connection:
+        async with autocommit_reads(self._ctx.engine) as connection:
             return await acme.reusable_authorizations(
                 connection,
                 account_id=account_id,
@@ -242,26 +243,22 @@ class AcmeOrders:
                 validated_after=now - window,
             )
 
-    async def order(self, *, account: dict[str, Any], order_id: str) -> dict[str, Any]:
-        async with read_only(self._ctx.engine) as connection:
-            order = await acme.get_order(connection, order_id)
+    async def order(self, *, account: dict[str, Any], order_id: str) -> tuple[dict[str, Any], list[str]]:
+        """The account's order and the ids of its authorizations (one read)."""
+        async with autocommit_reads(self._ctx.engine) as connection:
+            order, authz_ids = await acme.order_and_authorizations(connection, order_id)
         if order is None or order["account_id"] != account["id"]:
             raise not_found("order")
-        return order
-
-    async def authorization_ids(self, *, order_id: str) -> list[str]:
-        async with read_only(self._ctx.engine) as connection:
-            return [a["id"] for a in await acme.authorizations_of(connection, order_id)]
+        return order, authz_ids
 
     async def authorization(
         self, *, account: dict[str, Any], authz_id: str
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        async with read_only(self._ctx.engine) as connection:
-            authz = await acme.get_authorization(connection, authz_id)
-            order = await acme.get_order(connection, authz["order_id"]) if authz else None
-            if authz is None or order is None or order["account_id"] != account["id"]:
-                raise not_found("authorization")
-            challenges = await acme.challenges_of(connection, authz_id)
+        async with autocommit_reads(self._ctx.engine) as connection:
+            found = await acme.authorization_with_challenges(connection, authz_id)
+        if found is None or found[1] != account["id"]:
+            raise not_found("authorization")
+        authz, _, challenges = found
         return authz, sorted(challenges, key=lambda c: CHALLENGE_TYPES.index(c["type"]))
 
     async def deactivate_authorization(self, *, account: dict[str, Any], authz_id: str) -> None:
@@ -278,16 +275,12 @@ class AcmeOrders:
     async def challenge(
         self, *, account: dict[str, Any], challenge_id: str
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The challenge and its authorization, if the account owns them."""
-        async with read_only(self._ctx.engine) as connection:
-            challenge = await acme.get_challenge(connection, challenge_id)
-            authz = (
-                await acme.get_authorization(connection, challenge["authorization_id"]) if challenge else None
-            )
-            order = await acme.get_order(connection, authz["order_id"]) if authz else None
-        if challenge is None or authz is None or order is None or order["account_id"] != account["id"]:
+        """The challenge and its authorization, if the account owns them (one read)."""
+        async with autocommit_reads(self._ctx.engine) as connection:
+            found = await acme.challenge_in_context(connection, challenge_id)
+        if found is None or found[2] != account["id"]:
             raise not_found("challenge")
-        return challenge, authz
+        return found[0], found[1]
 
     async def respond(
         self, *, account: dict[str, Any], challenge_id: str
@@ -301,8 +294,8 @@ class AcmeOrders:
         if authz["status"] != "pending" or authz["expires_at"] <= self._ctx.clock.now():
             raise AcmeError("malformed", f"the authorization is {authz['status']}")
         changes = {"status": "processing", "updated_at": self._ctx.clock.now()}
-        async with unit_of_work(self._ctx.engine) as uow:
+        async with one_statement(self._ctx.engine) as connection:
             started = await acme.swap_challenge_status(
-                uow.connection, challenge_id, expected="pending", values=changes
+                connection, challenge_id, expected="pending", values=changes
             )
         return (challenge | changes if started else challenge), authz, started

@@ -11,7 +11,7 @@ from typing import Any
 from certctl.services.acme import AcmeProfile, AcmeProfiles
 from certctl.services.acme_errors import AcmeError
 from certctl.services.context import ServiceContext
-from certctl.store.db import read_only
+from certctl.store.db import autocommit_reads
 from certctl.store.repositories import rows
 
 
@@ -21,7 +21,7 @@ def acme_enabled(row: dict[str, Any]) -> bool:
 
 async def advertised_profiles(context: ServiceContext) -> dict[str, str]:
     """``meta.profiles``: ACME-enabled profiles by name, with their descriptions."""
-    async with read_only(context.engine) as connection:
+    async with autocommit_reads(context.engine) as connection:
         found = await rows.list_all(connection, rows.PROFILES)
     enabled = sorted((row for row in found if acme_enabled(row)), key=lambda r: str(r["name"]))
     return {row["name"]: row["description"] or row["name"] for row in enabled}

@@ -24,57 +24,70 @@ from typing import Any
 import dns.asyncresolver
 import dns.exception
 import dns.resolver
-import httpx2
 
+from certctl.services import acme_http01 as http01
 from certctl.services.acme import AcmeConfig
 from certctl.services.acme_caa import check_caa
 from certctl.services.acme_challenges_tlsalpn import check_tls_alpn01
 from certctl.services.acme_errors import AcmeError
 from certctl.services.context import ServiceContext
 from certctl.settings import parse_listen
-from certctl.store.db import read_only, unit_of_work
+from certctl.store.db import autocommit_reads, unit_of_work
 from certctl.store.repositories import acme
 
 log = logging.getLogger("certctl.acme")
 MAX_BODY = 8192
 
 
+INLINE_WAIT_SECONDS = 2.0
+"""How long the answer to a challenge POST waits for the validation it started."""
+
+
 class ChallengeValidator:
     def __init__(self, context: ServiceContext, config: AcmeConfig) -> None:
         self._ctx = context
         self._config = config
-        self._running: set[asyncio.Task[None]] = set()
-        self._client: httpx2.AsyncClient | None = None
+        self._running: set[asyncio.Task[dict[str, Any] | None]] = set()
+        self._dns: dns.asyncresolver.Resolver | None = None
 
-    def start(self, challenge_id: str) -> None:
+    def start(self, challenge_id: str) -> asyncio.Task[dict[str, Any] | None]:
         """Validate in the background; the task is kept referenced until it ends."""
         task = asyncio.get_running_loop().create_task(self.validate(challenge_id))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+        return task
+
+    async def settle(self, task: asyncio.Task[dict[str, Any] | None]) -> dict[str, Any] | None:
+        """The challenge's new fields if its validation ends within ``INLINE_WAIT_SECONDS`` (the answer to
+        the client's POST then already says valid or invalid, which spares it a poll); else None and the
+        validation goes on in the background."""
+        done, _ = await asyncio.wait({task}, timeout=INLINE_WAIT_SECONDS)
+        if task not in done or task.cancelled() or task.exception() is not None:
+            return None
+        return task.result()
 
     async def drain(self) -> None:
-        """Wait for the validations under way (tests; orderly shutdown), then close the HTTP client."""
+        """Wait for the validations under way (tests; orderly shutdown)."""
         while self._running:
             await asyncio.gather(*list(self._running), return_exceptions=True)
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
 
     async def rerun_stale(self) -> int:
         """Run again the validations a stopped process left ``processing`` (leader sweep)."""
         before = self._ctx.clock.now() - self._config.stale_validation_after
-        async with read_only(self._ctx.engine) as connection:
+        async with autocommit_reads(self._ctx.engine) as connection:
             stale = await acme.stale_processing_challenges(connection, started_before=before, limit=100)
         for challenge_id in stale:
             await self.validate(challenge_id)
         return len(stale)
 
-    async def validate(self, challenge_id: str) -> None:
+    async def validate(self, challenge_id: str) -> dict[str, Any] | None:
+        """Check the challenge and store the outcome: the challenge's new fields, None when it was not
+        (or no longer) processing or the check could not run."""
         try:
-            async with read_only(self._ctx.engine) as connection:
+            async with autocommit_reads(self._ctx.engine) as connection:
                 found = await acme.validation_context(connection, challenge_id)
             if found is None or found["status"] != "processing":
-                return
+                return None
             challenge = {k: found[k] for k in ("id", "authorization_id", "type", "token", "status")}
             key_authorization = f"{found['token']}.{found['jwk_thumbprint']}"
             error: AcmeError | None = None
@@ -89,9 +102,10 @@ class ChallengeValidator:
                     )
             except AcmeError as exc:
                 error = exc
-            await self._record(challenge, found["authorization_id"], error)
+            return await self._record(challenge_id, found["authorization_id"], found["order_id"], error)
         except Exception:  # the challenge stays processing; the sweep runs it again
             log.warning("validation of ACME challenge %s failed to run", challenge_id, exc_info=True)
+            return None
 
     async def _check(self, challenge: dict[str, Any], name: str, key_authorization: str) -> None:
         """Run the check of the challenge's type; :class:`AcmeError` says why it failed."""
@@ -111,36 +125,28 @@ class ChallengeValidator:
         else:
             raise AcmeError("serverInternal", f"challenge type {kind!r} is not validated here")
 
-    async def _record(self, challenge: dict[str, Any], authz_id: str, error: AcmeError | None) -> None:
+    async def _record(
+        self, challenge_id: str, authz_id: str, order_id: str, error: AcmeError | None
+    ) -> dict[str, Any] | None:
         now = self._ctx.clock.now()
-        status = "invalid" if error else "valid"
+        problem = error.as_problem() if error else None
         async with unit_of_work(self._ctx.engine) as uow:
-            connection = uow.connection
-            values = {
-                "status": status,
-                "error": error.as_problem() if error else None,
-                "validated_at": None if error else now,
-                "updated_at": now,
-            }
-            if not await acme.swap_challenge_status(
-                connection, challenge["id"], expected="processing", values=values
-            ):
-                return
-            authz = await acme.get_authorization(connection, authz_id)  # another challenge may have won
-            if authz is None or authz["status"] != "pending":
-                return
-            await acme.update_authorization(connection, authz["id"], {"status": status})
-            order = await acme.get_order(connection, authz["order_id"])
-            assert order is not None
-            if error is not None:
-                if order["status"] in ("pending", "ready"):
-                    await acme.update_order(connection, order["id"], {"status": "invalid", "updated_at": now})
-                return
-            others = await acme.authorizations_of(connection, order["id"])
-            if order["status"] == "pending" and all(
-                a["status"] == "valid" or a["id"] == authz["id"] for a in others
-            ):
-                await acme.update_order(connection, order["id"], {"status": "ready", "updated_at": now})
+            recorded = await acme.record_validation(
+                uow.connection,
+                challenge_id=challenge_id,
+                authz_id=authz_id,
+                order_id=order_id,
+                error=problem,
+                now=now,
+            )
+        if not recorded:
+            return None
+        return {
+            "status": "invalid" if error else "valid",
+            "error": problem,
+            "validated_at": None if error else now,
+            "updated_at": now,
+        }
 
     async def _http01(self, name: str, token: str, key_authorization: str) -> None:
         """RFC 8555 §8.3: GET http://<name>:<port>/.well-known/acme-challenge/<token> must return the key
@@ -148,40 +154,30 @@ class ChallengeValidator:
         addresses = await self._addresses(name)
         port = self._config.http01_port
         path = f"/.well-known/acme-challenge/{token}"
+        host = f"[{name}]" if ":" in name else name  # an IPv6 identifier (RFC 8738 §3)
         last: AcmeError | None = None
-        client = self._http01_client()
         for address in addresses:
-            host = f"[{address}]" if ":" in address else address
             try:
-                response = await client.get(f"http://{host}:{port}{path}", headers={"Host": name})
-            except httpx2.TransportError as exc:
-                last = AcmeError("connection", f"could not fetch {name}:{port}{path}: {type(exc).__name__}")
-                continue
-            if response.status_code != 200:
-                raise AcmeError(
-                    "unauthorized", f"{name}:{port}{path} answered HTTP {response.status_code}, not 200"
+                status, content = await http01.fetch(
+                    address,
+                    port,
+                    host=host,
+                    path=path,
+                    wait_seconds=self._config.validation_timeout_seconds,
+                    max_body=MAX_BODY,
                 )
-            body = response.content[:MAX_BODY].decode("utf-8", "replace").rstrip()
+            except http01.FetchError as exc:
+                last = AcmeError("connection", f"could not fetch {name}:{port}{path}: {exc}")
+                continue
+            if status != 200:
+                raise AcmeError("unauthorized", f"{name}:{port}{path} answered HTTP {status}, not 200")
+            body = content.decode("utf-8", "replace").rstrip()
             if body != key_authorization:
                 raise AcmeError(
                     "incorrectResponse", f"{name}:{port}{path} served the wrong key authorization"
                 )
             return
         raise last or AcmeError("connection", f"no address of {name} could be reached")
-
-    def _http01_client(self) -> httpx2.AsyncClient:
-        """Made once: plain http only, no redirects followed, no proxy from the environment, and no
-        connection kept alive (each fetch opens its own, to the address just resolved). verify=False
-        skips building a CA-bundle TLS context, which a client made per validation paid each time."""
-        if self._client is None:
-            self._client = httpx2.AsyncClient(
-                timeout=httpx2.Timeout(self._config.validation_timeout_seconds),
-                follow_redirects=False,
-                trust_env=False,
-                verify=False,
-                limits=httpx2.Limits(max_keepalive_connections=0),
-            )
-        return self._client
 
     async def _dns01(self, name: str, key_authorization: str) -> None:
         """RFC 8555 §8.4: a TXT record at ``_acme-challenge.<name>`` (CNAMEs followed) must hold
@@ -202,7 +198,12 @@ class ChallengeValidator:
             raise AcmeError("incorrectResponse", f"no TXT record at {record} matches the key authorization")
 
     def _resolver(self) -> dns.asyncresolver.Resolver:
-        """The configured DNS server, else the system's (``/etc/resolv.conf``)."""
+        """The configured DNS server, else the system's (``/etc/resolv.conf``); made once."""
+        if self._dns is None:
+            self._dns = self._make_resolver()
+        return self._dns
+
+    def _make_resolver(self) -> dns.asyncresolver.Resolver:
         if self._config.dns_resolver is None:
             resolver = dns.asyncresolver.Resolver()
         else:

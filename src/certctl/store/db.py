@@ -5,6 +5,7 @@ SQLite (embedded default, WAL mode) and PostgreSQL (production, replicas) are bo
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,13 +13,16 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from certctl.errors import ConfigurationError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+IDLE_PING_SECONDS = 10.0
+"""A pooled PostgreSQL connection that sat unused this long is pinged before it is handed out; busy
+connections are not (a ping per checkout would cost a round trip per transaction)."""
 
 
 def async_url(url: str) -> str:
@@ -57,7 +61,32 @@ def make_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
         engine = create_async_engine(full, pool_size=pool_size, max_overflow=0)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(full, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+    engine = create_async_engine(full, pool_size=pool_size, max_overflow=10)
+    _ping_when_idle(engine.sync_engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Pessimistic disconnect handling for connections that were idle (a restarted or failed-over
+    server, a firewall that dropped the session): such a connection is pinged at checkout and, if the
+    ping fails, the pool replaces it before anyone uses it. A connection that breaks while in use fails
+    its request once and the pool then drops every connection opened before the failure."""
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _handed_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get("returned_at")
+        if returned is None or time.monotonic() - returned < IDLE_PING_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise exc.DisconnectionError("idle database connection is gone") from error
+        if not alive:
+            raise exc.DisconnectionError("idle database connection is gone")
 
 
 def alembic_config(url: str) -> Config:
@@ -90,8 +119,22 @@ async def unit_of_work(engine: AsyncEngine) -> AsyncIterator[UnitOfWork]:
 
 @asynccontextmanager
 async def read_only(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """Reads in a transaction (which server-side cursors need); hot paths use ``autocommit_reads``."""
     async with engine.connect() as connection:
         yield connection
+
+
+@asynccontextmanager
+async def one_statement(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for writes that are atomic on their own: on PostgreSQL one statement with no
+    BEGIN/COMMIT round trips around it; on SQLite (where the driver needs a transaction for a write,
+    and a transaction costs no round trip) a transaction committed at the end."""
+    if engine.dialect.name == "sqlite":
+        async with engine.begin() as connection:
+            yield connection
+    else:
+        async with autocommit_reads(engine) as connection:
+            yield connection
 
 
 @asynccontextmanager

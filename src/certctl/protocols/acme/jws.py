@@ -28,6 +28,8 @@ ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "PS256", "EdDSA")
 JOSE_TYPE = "application/jose+json"
 MAX_HEADER_BYTES = 16384
 KeyMode = Literal["jwk", "kid", "either"]
+MAX_CACHED_KEYS = 10000
+_KEYS: dict[str, tuple[Any, str, dict[str, Any]]] = {}
 
 _REGISTRY = jws.JWSRegistry(
     header_registry={
@@ -111,7 +113,7 @@ async def verify(server: AcmeServer, *, content_type: str, body: bytes, url: str
         if not isinstance(jwk, dict) or "d" in jwk or jwk.get("kty") == "oct":
             raise AcmeError("malformed", "the jwk must be a public asymmetric key")
     try:
-        key = JWKRegistry.import_key(jwk)
+        key, thumbprint, public_jwk = _imported(jwk)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SecurityWarning)
             signed = jws.deserialize_json(cast(FlattenedJSONSerialization, message), key, registry=_REGISTRY)
@@ -124,10 +126,24 @@ async def verify(server: AcmeServer, *, content_type: str, body: bytes, url: str
     return Verified(
         payload=payload,
         account=account,
-        jwk=key.as_dict(private=False),
-        thumbprint=key.thumbprint(),
+        jwk=dict(public_jwk),
+        thumbprint=thumbprint,
         public_key=key.public_key,
     )
+
+
+def _imported(jwk: dict[str, Any]) -> tuple[Any, str, dict[str, Any]]:
+    """The key a JWK describes, its RFC 7638 thumbprint and its public JWK: imported once per key (every
+    request of an account is signed by the same one), bounded."""
+    cache_key = json.dumps(jwk, sort_keys=True, separators=(",", ":"))
+    found = _KEYS.get(cache_key)
+    if found is None:
+        key = JWKRegistry.import_key(jwk)
+        found = (key, key.thumbprint(), key.as_dict(private=False))
+        if len(_KEYS) >= MAX_CACHED_KEYS:
+            _KEYS.clear()
+        _KEYS[cache_key] = found
+    return found
 
 
 def _payload(raw: bytes) -> dict[str, Any] | None:

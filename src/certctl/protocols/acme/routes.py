@@ -2,27 +2,29 @@
 
 Every response carries a fresh ``Replay-Nonce``, ``Link: <directory>;rel="index"`` and
 ``Cache-Control: no-store``; errors are ``application/problem+json`` with an ACME problem type.
-Routes live outside ``/api/v1``: each authenticates by its JWS, not by an API key.
+Routes live outside ``/api/v1``: each authenticates by its JWS, not by an API key. They are answered by
+:class:`certctl.protocols.acme.http.AcmeEndpoint` in front of the web framework (ARCHITECTURE §5: hot
+paths stay close to the raw server): ``dispatch`` matches the path by its segments.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from starlette.responses import Response
 
 from certctl.protocols.acme import views
 from certctl.protocols.acme.jws import KeyMode, Verified, verify
 from certctl.services.acme import AcmeProfile
 from certctl.services.acme_ari import RETRY_AFTER_SECONDS
 from certctl.services.acme_eab import eab_rules
-from certctl.services.acme_errors import AcmeError
+from certctl.services.acme_errors import AcmeError, not_found
 from certctl.services.acme_keychange import KeyInUse
 from certctl.services.acme_profile_choice import advertised_profiles, choose_profile
 from certctl.services.acme_server import AcmeServer
-from certctl.services.container import Services
 
 Handler = Callable[[AcmeServer, AcmeProfile, views.Urls, Verified, str], Awaitable[Response]]
 
@@ -55,78 +57,127 @@ def _problem(server: AcmeServer, urls: views.Urls | None, error: AcmeError) -> R
     )
 
 
-def install(app: FastAPI, services: Services) -> None:
-    server = services.acme
+@dataclass(frozen=True)
+class Incoming:
+    """What the ACME edge needs of an HTTP request."""
 
-    async def directory(request: Request, profile: str | None = None) -> Response:
-        urls = None
-        try:
-            found = await server.profiles.resolve(profile or server.config.default_profile)
-            urls = views.Urls(str(request.base_url), found.name)
-            required = eab_rules(found.row["rules"]).require_eab
-            body = views.directory(
-                urls,
-                server.config,
-                external_account_required=required,
-                profiles=await advertised_profiles(server.context),
-            )
-            return _json(server, urls, body)
-        except AcmeError as exc:
-            return _problem(server, urls, exc)
+    method: str
+    base_url: str
+    """The URL the client used up to the path, ``https://host[:port]/``."""
+    path: str
+    content_type: str
+    body: bytes
 
-    app.add_api_route("/acme/directory", directory, methods=["GET"], include_in_schema=False)
-    app.add_api_route("/acme/{profile}/directory", directory, methods=["GET"], include_in_schema=False)
 
-    @app.api_route("/acme/{profile}/new-nonce", methods=["GET", "HEAD"], include_in_schema=False)
-    async def new_nonce(request: Request, profile: str) -> Response:
-        urls = views.Urls(str(request.base_url), profile)
-        status = 200 if request.method == "HEAD" else 204
-        return Response(status_code=status, headers=_headers(server, urls))
+_POST_ROUTES: dict[str, tuple[KeyMode, Handler]] = {}
+_POST_RESOURCES: dict[tuple[str, str], tuple[KeyMode, Handler]] = {}
 
-    @app.get("/acme/{profile}/renewal-info/{cert_id}", include_in_schema=False)
-    async def renewal_info(request: Request, profile: str, cert_id: str) -> Response:
-        """RFC 9773 §4.2: unauthenticated GET of a certificate's suggested renewal window."""
-        urls = views.Urls(str(request.base_url), profile)
-        try:
-            await server.profiles.resolve(profile)
-            window = await server.ari.window(cert_id=cert_id)
-        except AcmeError as exc:
-            return _problem(server, urls, exc)
-        body = {"suggestedWindow": {"start": views.rfc3339(window.start), "end": views.rfc3339(window.end)}}
-        response = _json(server, urls, body)
-        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
 
-    def post(path: str, mode: KeyMode, handler: Handler) -> None:
-        async def endpoint(request: Request, profile: str, resource_id: str = "") -> Response:
-            urls = views.Urls(str(request.base_url), profile)
-            try:
-                found = await server.profiles.resolve(profile)
-                url = str(request.base_url).rstrip("/") + request.url.path
-                verified = await verify(
-                    server,
-                    content_type=request.headers.get("content-type", ""),
-                    body=await request.body(),
-                    url=url,
-                    mode=mode,
-                )
-                return await handler(server, found, urls, verified, resource_id)
-            except AcmeError as exc:
-                return _problem(server, urls, exc)
+async def dispatch(server: AcmeServer, incoming: Incoming) -> tuple[str, Response]:
+    """Answer one request under ``/acme/``: the route template (for metrics) and the response."""
+    parts = incoming.path[len("/acme/") :].split("/")
+    if parts == ["directory"]:
+        answer = await _only(("GET", "HEAD"), incoming, lambda: directory(server, incoming, None))
+        return "/acme/directory", answer
+    if len(parts) < 2 or not all(parts):
+        return "unmatched", _problem(server, None, not_found("resource"))
+    profile, resource, rest = parts[0], parts[1], parts[2:]
+    if resource == "directory" and not rest:
+        template, methods = "/acme/{profile}/directory", ("GET", "HEAD")
+        return template, await _only(methods, incoming, lambda: directory(server, incoming, profile))
+    if resource == "new-nonce" and not rest:
+        template, methods = "/acme/{profile}/new-nonce", ("GET", "HEAD")
+        return template, await _only(methods, incoming, lambda: _new_nonce(server, incoming, profile))
+    if resource == "renewal-info" and len(rest) == 1:
+        template, methods = "/acme/{profile}/renewal-info/{id}", ("GET", "HEAD")
+        answer = await _only(methods, incoming, lambda: _renewal_info(server, incoming, profile, rest[0]))
+        return template, answer
+    if not rest and resource in _POST_ROUTES:
+        mode, handler = _POST_ROUTES[resource]
+        resource_id, template = "", f"/acme/{{profile}}/{resource}"
+    elif (resource, "/".join(rest[1:])) in _POST_RESOURCES and rest:
+        suffix = "/".join(rest[1:])
+        mode, handler = _POST_RESOURCES[(resource, suffix)]
+        resource_id = rest[0]
+        template = f"/acme/{{profile}}/{resource}/{{id}}" + (f"/{suffix}" if suffix else "")
+    else:
+        return "unmatched", _problem(server, None, not_found("resource"))
 
-        app.add_api_route(f"/acme/{{profile}}/{path}", endpoint, methods=["POST"], include_in_schema=False)
+    async def post() -> Response:
+        return await _post(server, incoming, profile, mode, handler, resource_id)
 
-    post("new-account", "jwk", _new_account)
-    post("acct/{resource_id}", "kid", _account)
-    post("acct/{resource_id}/orders", "kid", _orders)
-    post("new-order", "kid", _new_order)
-    post("order/{resource_id}", "kid", _order)
-    post("order/{resource_id}/finalize", "kid", _finalize)
-    post("authz/{resource_id}", "kid", _authorization)
-    post("chall/{resource_id}", "kid", _challenge)
-    post("cert/{resource_id}", "kid", _certificate)
-    post("revoke-cert", "either", _revoke)
-    post("key-change", "kid", _key_change)
+    return template, await _only(("POST",), incoming, post)
+
+
+async def _only(
+    methods: tuple[str, ...], incoming: Incoming, answer: Callable[[], Awaitable[Response]]
+) -> Response:
+    if incoming.method not in methods:
+        body = json.dumps(
+            {
+                "type": "urn:ietf:params:acme:error:malformed",
+                "detail": f"use {' or '.join(methods)} here",
+                "status": 405,
+            }
+        )
+        headers = {"Allow": ", ".join(methods), "Cache-Control": "no-store"}
+        return Response(body, status_code=405, media_type="application/problem+json", headers=headers)
+    return await answer()
+
+
+async def directory(server: AcmeServer, incoming: Incoming, profile: str | None) -> Response:
+    urls = None
+    try:
+        found = await server.profiles.resolve(profile or server.config.default_profile)
+        urls = views.Urls(incoming.base_url, found.name)
+        required = eab_rules(found.row["rules"]).require_eab
+        body = views.directory(
+            urls,
+            server.config,
+            external_account_required=required,
+            profiles=await advertised_profiles(server.context),
+        )
+        return _json(server, urls, body)
+    except AcmeError as exc:
+        return _problem(server, urls, exc)
+
+
+async def _new_nonce(server: AcmeServer, incoming: Incoming, profile: str) -> Response:
+    urls = views.Urls(incoming.base_url, profile)
+    status = 200 if incoming.method == "HEAD" else 204
+    return Response(status_code=status, headers=_headers(server, urls))
+
+
+async def _renewal_info(server: AcmeServer, incoming: Incoming, profile: str, cert_id: str) -> Response:
+    """RFC 9773 §4.2: unauthenticated GET of a certificate's suggested renewal window."""
+    urls = views.Urls(incoming.base_url, profile)
+    try:
+        await server.profiles.resolve(profile)
+        window = await server.ari.window(cert_id=cert_id)
+    except AcmeError as exc:
+        return _problem(server, urls, exc)
+    body = {"suggestedWindow": {"start": views.rfc3339(window.start), "end": views.rfc3339(window.end)}}
+    response = _json(server, urls, body)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+async def _post(
+    server: AcmeServer, incoming: Incoming, profile: str, mode: KeyMode, handler: Handler, resource_id: str
+) -> Response:
+    urls = views.Urls(incoming.base_url, profile)
+    try:
+        found = await server.profiles.resolve(profile)
+        verified = await verify(
+            server,
+            content_type=incoming.content_type,
+            body=incoming.body,
+            url=incoming.base_url.rstrip("/") + incoming.path,
+            mode=mode,
+        )
+        return await handler(server, found, urls, verified, resource_id)
+    except AcmeError as exc:
+        return _problem(server, urls, exc)
 
 
 def _account_of(verified: Verified) -> dict[str, Any]:
@@ -169,10 +220,9 @@ async def _orders(
     return _json(server, urls, {"orders": [urls.of("order", order_id) for order_id in ids]})
 
 
-async def _order_response(
-    server: AcmeServer, urls: views.Urls, order: dict[str, Any], status: int = 200
+def _order_response(
+    server: AcmeServer, urls: views.Urls, order: dict[str, Any], authz_ids: list[str], status: int = 200
 ) -> Response:
-    authz_ids = await server.orders.authorization_ids(order_id=order["id"])
     extra = {"Location": urls.of("order", order["id"])}
     if order["status"] == "processing":
         extra["Retry-After"] = str(server.config.retry_after_seconds)
@@ -190,25 +240,24 @@ async def _new_order(
     )
     if verified.payload.get("replaces") is not None:
         await server.ari.check_replaces(account=account, cert_id=verified.payload["replaces"])
-    order = await server.orders.create(account=account, profile=chosen, payload=verified.payload)
-    return await _order_response(server, urls, order, 201)
+    order, authz_ids = await server.orders.create(account=account, profile=chosen, payload=verified.payload)
+    return _order_response(server, urls, order, authz_ids, 201)
 
 
 async def _order(
     server: AcmeServer, _profile: AcmeProfile, urls: views.Urls, verified: Verified, order_id: str
 ) -> Response:
-    order = await server.certificates.refresh(
-        await server.orders.order(account=_account_of(verified), order_id=order_id)
-    )
+    found, authz_ids = await server.orders.order(account=_account_of(verified), order_id=order_id)
+    order = await server.certificates.refresh(found)
     await server.ari.supersede(order=order)
-    return await _order_response(server, urls, order)
+    return _order_response(server, urls, order, authz_ids)
 
 
 async def _finalize(
     server: AcmeServer, profile: AcmeProfile, urls: views.Urls, verified: Verified, order_id: str
 ) -> Response:
     account = _account_of(verified)
-    order = await server.orders.order(account=account, order_id=order_id)
+    order, authz_ids = await server.orders.order(account=account, order_id=order_id)
     if verified.payload is None:
         raise AcmeError("malformed", "finalize needs a payload with the CSR")
     if order["profile"] != profile.name:
@@ -217,7 +266,7 @@ async def _finalize(
         account=account, order=order, profile=profile, payload=verified.payload
     )
     await server.ari.supersede(order=finalized)
-    return await _order_response(server, urls, finalized)
+    return _order_response(server, urls, finalized, authz_ids)
 
 
 async def _authorization(
@@ -238,14 +287,17 @@ async def _authorization(
 async def _challenge(
     server: AcmeServer, _profile: AcmeProfile, urls: views.Urls, verified: Verified, challenge_id: str
 ) -> Response:
-    """A POST with a payload (``{}``) asks for validation; POST-as-GET only reads (RFC 8555 §7.5.1)."""
+    """A POST with a payload (``{}``) asks for validation; POST-as-GET only reads (RFC 8555 §7.5.1). The
+    answer waits briefly for the validation it started, so it usually carries the outcome."""
     account = _account_of(verified)
     if verified.payload is None:
         challenge, authz = await server.orders.challenge(account=account, challenge_id=challenge_id)
     else:
         challenge, authz, started = await server.orders.respond(account=account, challenge_id=challenge_id)
         if started:
-            server.validator.start(challenge_id)
+            outcome = await server.validator.settle(server.validator.start(challenge_id))
+            if outcome is not None:
+                challenge = challenge | outcome
     extra = {"Link": f'<{urls.of("authz", authz["id"])}>;rel="up"'}
     if challenge["status"] == "processing":
         extra["Retry-After"] = str(server.config.retry_after_seconds)
@@ -295,3 +347,24 @@ async def _key_change(
     finally:
         server.accounts.forget(account["id"])
     return _json(server, urls, views.account(urls, updated), Location=urls.of("acct", account["id"]))
+
+
+_POST_ROUTES.update(
+    {
+        "new-account": ("jwk", _new_account),
+        "new-order": ("kid", _new_order),
+        "revoke-cert": ("either", _revoke),
+        "key-change": ("kid", _key_change),
+    }
+)
+_POST_RESOURCES.update(
+    {
+        ("acct", ""): ("kid", _account),
+        ("acct", "orders"): ("kid", _orders),
+        ("order", ""): ("kid", _order),
+        ("order", "finalize"): ("kid", _finalize),
+        ("authz", ""): ("kid", _authorization),
+        ("chall", ""): ("kid", _challenge),
+        ("cert", ""): ("kid", _certificate),
+    }
+)

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from certctl.store.models import (
@@ -29,17 +29,36 @@ VERSIONS = table_of(CertificateVersion)
 OPEN_ORDER_STATES = ("pending", "ready")
 
 
+_SPEND_MANY = text(
+    "INSERT INTO acme_used_nonces (nonce, expires_at)"
+    " SELECT * FROM unnest(CAST(:nonces AS varchar[]), CAST(:expires AS timestamptz[]))"
+    " ON CONFLICT DO NOTHING RETURNING nonce"
+)
+_SPEND_ONE = (
+    sqlite.insert(USED_NONCES)
+    .values(nonce=bindparam("nonce"), expires_at=bindparam("expires_at"))
+    .on_conflict_do_nothing()
+    .returning(USED_NONCES.c.nonce)
+)
+
+
 async def spend_nonces(connection: AsyncConnection, entries: Sequence[tuple[str, datetime]]) -> set[str]:
-    """Record many nonces as used in one statement; the set of those not used before."""
-    values = [{"nonce": nonce, "expires_at": expires_at} for nonce, expires_at in entries]
-    if not values:
+    """Record nonces as used; the set of those not used before. On PostgreSQL one statement for the
+    whole batch (arrays unnested, so the statement is the same whatever the batch size); on SQLite,
+    in-process, one prepared insert per nonce in the caller's transaction."""
+    if not entries:
         return set()
     if connection.dialect.name == "postgresql":
-        statement: Any = postgresql.insert(USED_NONCES).values(values).on_conflict_do_nothing()
-    else:
-        statement = sqlite.insert(USED_NONCES).values(values).on_conflict_do_nothing()
-    result = await connection.execute(statement.returning(USED_NONCES.c.nonce))
-    return {str(nonce) for nonce in result.scalars()}
+        result = await connection.execute(
+            _SPEND_MANY,
+            {"nonces": [nonce for nonce, _ in entries], "expires": [expires for _, expires in entries]},
+        )
+        return {str(nonce) for nonce in result.scalars()}
+    fresh: set[str] = set()
+    for nonce, expires_at in entries:
+        result = await connection.execute(_SPEND_ONE, {"nonce": nonce, "expires_at": expires_at})
+        fresh.update(str(value) for value in result.scalars())
+    return fresh
 
 
 async def forget_spent_nonces(connection: AsyncConnection, *, now: datetime) -> int:
@@ -85,8 +104,29 @@ async def insert_order(
         await connection.execute(insert(CHALLENGES), list(challenges))
 
 
+_GET_ORDER = select(ORDERS).where(ORDERS.c.id == bindparam("order_id"))
+_ORDER_AND_AUTHORIZATIONS = (
+    select(ORDERS, AUTHORIZATIONS.c.id.label("authz_id"))
+    .outerjoin(AUTHORIZATIONS, AUTHORIZATIONS.c.order_id == ORDERS.c.id)
+    .where(ORDERS.c.id == bindparam("order_id"))
+    .order_by(AUTHORIZATIONS.c.identifier_value)
+)
+_ORDER_COLUMNS = tuple(column.name for column in ORDERS.columns)
+
+
 async def get_order(connection: AsyncConnection, order_id: str) -> dict[str, Any] | None:
-    return await _one(connection, select(ORDERS).where(ORDERS.c.id == order_id))
+    return await _one(connection, _GET_ORDER.params(order_id=order_id))
+
+
+async def order_and_authorizations(
+    connection: AsyncConnection, order_id: str
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """An order and the ids of its authorizations (sorted by identifier), in one read."""
+    rows = (await connection.execute(_ORDER_AND_AUTHORIZATIONS, {"order_id": order_id})).mappings().all()
+    if not rows:
+        return None, []
+    order = {name: rows[0][name] for name in _ORDER_COLUMNS}
+    return order, [str(row["authz_id"]) for row in rows if row["authz_id"] is not None]
 
 
 async def update_order(connection: AsyncConnection, order_id: str, values: dict[str, Any]) -> None:
@@ -111,6 +151,28 @@ async def orders_of_account(connection: AsyncConnection, account_id: str, *, lim
         .limit(limit)
     )
     return [str(row) for row in (await connection.execute(statement)).scalars()]
+
+
+_CERTIFICATE_OF_ACCOUNT = select(VERSIONS.c.cert_pem, VERSIONS.c.chain_pem).where(
+    VERSIONS.c.id == bindparam("version_id"),
+    select(ORDERS.c.id)
+    .where(
+        ORDERS.c.account_id == bindparam("account_id"), ORDERS.c.certificate_id == VERSIONS.c.certificate_id
+    )
+    .exists(),
+)
+
+
+async def certificate_of_account(
+    connection: AsyncConnection, *, version_id: str, account_id: str
+) -> tuple[str, str] | None:
+    """A certificate version's PEM and chain, if one of the account's orders made its certificate."""
+    row = (
+        await connection.execute(
+            _CERTIFICATE_OF_ACCOUNT, {"version_id": version_id, "account_id": account_id}
+        )
+    ).first()
+    return None if row is None else (str(row[0]), str(row[1] or ""))
 
 
 async def order_for_certificate(
@@ -144,12 +206,65 @@ async def get_challenge(connection: AsyncConnection, challenge_id: str) -> dict[
     return await _one(connection, select(CHALLENGES).where(CHALLENGES.c.id == challenge_id))
 
 
+_CHALLENGE_COLUMNS = tuple(column.name for column in CHALLENGES.columns)
+_AUTHZ_COLUMNS = tuple(column.name for column in AUTHORIZATIONS.columns)
+_AUTHORIZATION_WITH_CHALLENGES = (
+    select(
+        AUTHORIZATIONS,
+        ORDERS.c.account_id,
+        *(column.label(f"challenge_{column.name}") for column in CHALLENGES.columns),
+    )
+    .join(ORDERS, ORDERS.c.id == AUTHORIZATIONS.c.order_id)
+    .outerjoin(CHALLENGES, CHALLENGES.c.authorization_id == AUTHORIZATIONS.c.id)
+    .where(AUTHORIZATIONS.c.id == bindparam("authz_id"))
+)
+_CHALLENGE_IN_CONTEXT = (
+    select(
+        CHALLENGES,
+        ORDERS.c.account_id,
+        *(column.label(f"authz_{column.name}") for column in AUTHORIZATIONS.columns),
+    )
+    .join(AUTHORIZATIONS, AUTHORIZATIONS.c.id == CHALLENGES.c.authorization_id)
+    .join(ORDERS, ORDERS.c.id == AUTHORIZATIONS.c.order_id)
+    .where(CHALLENGES.c.id == bindparam("challenge_id"))
+)
+
+
+async def authorization_with_challenges(
+    connection: AsyncConnection, authz_id: str
+) -> tuple[dict[str, Any], str, list[dict[str, Any]]] | None:
+    """An authorization, the account that owns its order, and its challenges, in one read."""
+    rows = (await connection.execute(_AUTHORIZATION_WITH_CHALLENGES, {"authz_id": authz_id})).mappings().all()
+    if not rows:
+        return None
+    authz = {name: rows[0][name] for name in _AUTHZ_COLUMNS}
+    challenges = [
+        {name: row[f"challenge_{name}"] for name in _CHALLENGE_COLUMNS}
+        for row in rows
+        if row["challenge_id"] is not None
+    ]
+    return authz, str(rows[0]["account_id"]), challenges
+
+
+async def challenge_in_context(
+    connection: AsyncConnection, challenge_id: str
+) -> tuple[dict[str, Any], dict[str, Any], str] | None:
+    """A challenge, its authorization and the account that owns its order, in one read."""
+    row = (await connection.execute(_CHALLENGE_IN_CONTEXT, {"challenge_id": challenge_id})).mappings().first()
+    if row is None:
+        return None
+    challenge = {name: row[name] for name in _CHALLENGE_COLUMNS}
+    authz = {name: row[f"authz_{name}"] for name in _AUTHZ_COLUMNS}
+    return challenge, authz, str(row["account_id"])
+
+
 VALIDATION_CONTEXT = (
     select(
         CHALLENGES,
         AUTHORIZATIONS.c.identifier_type,
         AUTHORIZATIONS.c.identifier_value,
         AUTHORIZATIONS.c.wildcard,
+        AUTHORIZATIONS.c.order_id,
         ACCOUNTS.c.jwk_thumbprint,
     )
     .join(AUTHORIZATIONS, AUTHORIZATIONS.c.id == CHALLENGES.c.authorization_id)
@@ -174,6 +289,77 @@ async def swap_challenge_status(
         .values(**values)
     )
     return bool(result.rowcount == 1)
+
+
+_CHALLENGE_OUTCOME = (
+    update(CHALLENGES)
+    .where(CHALLENGES.c.id == bindparam("challenge_id"), CHALLENGES.c.status == "processing")
+    .values(
+        status=bindparam("status"),
+        error=bindparam("error"),
+        validated_at=bindparam("validated_at"),
+        updated_at=bindparam("now"),
+    )
+)
+_LOCK_ORDER = (
+    update(ORDERS)
+    .where(ORDERS.c.id == bindparam("order_id"))
+    .values(updated_at=bindparam("now"))
+    .returning(ORDERS.c.status)
+)
+_AUTHZ_OUTCOME = (
+    update(AUTHORIZATIONS)
+    .where(AUTHORIZATIONS.c.id == bindparam("authz_id"), AUTHORIZATIONS.c.status == "pending")
+    .values(status=bindparam("status"))
+)
+_ORDER_INVALID = (
+    update(ORDERS)
+    .where(ORDERS.c.id == bindparam("order_id"), ORDERS.c.status.in_(OPEN_ORDER_STATES))
+    .values(status="invalid", updated_at=bindparam("now"))
+)
+_ORDER_READY = (
+    update(ORDERS)
+    .where(
+        ORDERS.c.id == bindparam("order_id"),
+        ORDERS.c.status == "pending",
+        ~select(AUTHORIZATIONS.c.id)
+        .where(AUTHORIZATIONS.c.order_id == ORDERS.c.id, AUTHORIZATIONS.c.status != "valid")
+        .exists(),
+    )
+    .values(status="ready", updated_at=bindparam("now"))
+)
+
+
+async def record_validation(
+    connection: AsyncConnection,
+    *,
+    challenge_id: str,
+    authz_id: str,
+    order_id: str,
+    error: dict[str, Any] | None,
+    now: datetime,
+) -> bool:
+    """Store a finished validation: the challenge, then (if its authorization was still pending) the
+    authorization and the order: invalid on failure, ready once every authorization is valid. The order
+    row is locked before the authorization changes, so two authorizations of one order validated at
+    once cannot both miss that the other is valid. False when the challenge was no longer processing."""
+    status = "invalid" if error else "valid"
+    outcome = {
+        "challenge_id": challenge_id,
+        "status": status,
+        "error": error,
+        "validated_at": None if error else now,
+        "now": now,
+    }
+    if (await connection.execute(_CHALLENGE_OUTCOME, outcome)).rowcount != 1:
+        return False
+    if (await connection.execute(_LOCK_ORDER, {"order_id": order_id, "now": now})).first() is None:
+        return True
+    changed = await connection.execute(_AUTHZ_OUTCOME, {"authz_id": authz_id, "status": status})
+    if changed.rowcount != 1:  # another challenge of the authorization decided it first
+        return True
+    await connection.execute(_ORDER_INVALID if error else _ORDER_READY, {"order_id": order_id, "now": now})
+    return True
 
 
 async def stale_processing_challenges(
@@ -252,14 +438,29 @@ async def reusable_authorizations(
     return found
 
 
+_RECENT_ORDERS = select(func.count(), func.min(ORDERS.c.created_at)).where(
+    ORDERS.c.account_id == bindparam("account_id"), ORDERS.c.created_at > bindparam("since")
+)
+_RECENT_FAILURES = (
+    select(AUTHORIZATIONS.c.identifier_value, func.count(), func.min(AUTHORIZATIONS.c.created_at))
+    .join(ORDERS, ORDERS.c.id == AUTHORIZATIONS.c.order_id)
+    .where(
+        ORDERS.c.account_id == bindparam("account_id"),
+        AUTHORIZATIONS.c.identifier_value.in_(bindparam("values", expanding=True)),
+        AUTHORIZATIONS.c.status == "invalid",
+        AUTHORIZATIONS.c.created_at > bindparam("since"),
+    )
+    .group_by(AUTHORIZATIONS.c.identifier_value)
+)
+
+
 async def recent_orders(
     connection: AsyncConnection, *, account_id: str, since: datetime
 ) -> tuple[int, datetime | None]:
     """How many orders the account created since ``since``, and when the oldest of them was created."""
-    statement = select(func.count(), func.min(ORDERS.c.created_at)).where(
-        ORDERS.c.account_id == account_id, ORDERS.c.created_at > since
-    )
-    count, oldest = (await connection.execute(statement)).one()
+    count, oldest = (
+        await connection.execute(_RECENT_ORDERS, {"account_id": account_id, "since": since})
+    ).one()
     return int(count), oldest
 
 
@@ -267,16 +468,6 @@ async def recent_failures(
     connection: AsyncConnection, *, account_id: str, values: Sequence[str], since: datetime
 ) -> dict[str, tuple[int, datetime]]:
     """Invalid authorizations of the account per identifier value since ``since`` (count, oldest)."""
-    a, o = AUTHORIZATIONS, ORDERS
-    statement = (
-        select(a.c.identifier_value, func.count(), func.min(a.c.created_at))
-        .join(o, o.c.id == a.c.order_id)
-        .where(
-            o.c.account_id == account_id,
-            a.c.identifier_value.in_(sorted(set(values))),
-            a.c.status == "invalid",
-            a.c.created_at > since,
-        )
-        .group_by(a.c.identifier_value)
-    )
-    return {str(v): (int(n), oldest) for v, n, oldest in (await connection.execute(statement)).all()}
+    parameters = {"account_id": account_id, "values": sorted(set(values)), "since": since}
+    rows = (await connection.execute(_RECENT_FAILURES, parameters)).all()
+    return {str(v): (int(n), oldest) for v, n, oldest in rows}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from certctl.store.models import AcmeEabKey, table_of
@@ -29,9 +29,11 @@ async def list_keys(connection: AsyncConnection, *, profile: str | None = None) 
     return [dict(row) for row in (await connection.execute(statement)).mappings()]
 
 
+_KEY_OF_ACCOUNT = select(EAB_KEYS).where(EAB_KEYS.c.account_id == bindparam("account_id"))
+
+
 async def key_of_account(connection: AsyncConnection, account_id: str) -> dict[str, Any] | None:
-    statement = select(EAB_KEYS).where(EAB_KEYS.c.account_id == account_id)
-    row = (await connection.execute(statement)).mappings().first()
+    row = (await connection.execute(_KEY_OF_ACCOUNT, {"account_id": account_id})).mappings().first()
     return dict(row) if row else None
 
 

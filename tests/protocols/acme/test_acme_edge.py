@@ -1,0 +1,109 @@
+"""The ACME HTTP edge in front of the web framework, on both databases: wrong methods and unknown
+resources answer ACME problems, an oversized body is refused before any work, every answer carries the
+server's common headers, a challenge POST answers with the validation's outcome, and two authorizations
+of one order validated at the same moment leave the order ready."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from support.acme_client import AcmeTestClient, Http01Server
+from support.acme_inprocess import AcmeApp
+
+pytestmark = pytest.mark.peer("pebble-challtestsrv")
+ERR = "urn:ietf:params:acme:error:"
+
+
+def _client(app: AcmeApp) -> AcmeTestClient:
+    acme = AcmeTestClient(app.client, "https://testserver/acme/directory")
+    assert acme.register().status_code == 201
+    return acme
+
+
+def test_wrong_method_unknown_resource_and_oversized_body(app: AcmeApp) -> None:
+    acme = _client(app)
+    new_order = acme.directory["newOrder"]
+    wrong = app.client.get(new_order)
+    assert wrong.status_code == 405
+    assert wrong.headers["allow"] == "POST"
+    assert wrong.headers["content-type"] == "application/problem+json"
+    assert wrong.json()["type"] == ERR + "malformed"
+    assert app.client.post("https://testserver/acme/directory").status_code == 405
+
+    for path in ("/acme/", "/acme/default/nonsense", "/acme/default/order", "/acme/default/acct/x/y"):
+        unknown = app.client.post("https://testserver" + path, content=b"{}")
+        assert unknown.status_code == 404, path
+        assert unknown.json()["type"] == ERR + "malformed", path
+
+    huge = app.client.post(
+        new_order, content=b"x" * (2 * 1024 * 1024), headers={"Content-Type": "application/jose+json"}
+    )
+    assert huge.status_code == 413
+    assert huge.json()["type"] == ERR + "malformed"
+    assert "exceeds" in huge.json()["detail"]
+
+
+def test_every_answer_carries_the_common_headers(app: AcmeApp) -> None:
+    acme = _client(app)
+    for response in (
+        app.client.get(acme.directory_url),
+        app.client.head(acme.directory["newNonce"]),
+        acme.post(acme.directory["newOrder"], {"identifiers": []}),
+    ):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["strict-transport-security"].startswith("max-age=")
+        assert len(response.headers["x-request-id"]) == 16
+        assert response.headers["replay-nonce"]
+        assert response.headers["cache-control"] == "no-store"
+    head = app.client.head(acme.directory_url)
+    assert head.status_code == 200
+
+
+def test_challenge_answer_carries_the_outcome(app: AcmeApp, responder: Http01Server) -> None:
+    acme = _client(app)
+    for served, status in ((True, "valid"), (False, "invalid")):
+        name = f"inline-{status}.example.test"
+        order = acme.new_order(name).json()
+        authz = acme.post(order["authorizations"][0], None).json()
+        challenge = next(c for c in authz["challenges"] if c["type"] == "http-01")
+        if served:
+            responder.tokens[challenge["token"]] = f"{challenge['token']}.{acme.thumbprint()}"
+        answered = acme.post(challenge["url"], {})
+        assert answered.status_code == 200, answered.text
+        assert answered.json()["status"] == status
+        if served:
+            assert "validated" in answered.json()
+        else:
+            assert answered.json()["error"]["type"] == ERR + "unauthorized"
+        assert acme.post(order["authorizations"][0], None).json()["status"] == status
+
+
+def test_two_authorizations_validated_at_once_make_the_order_ready(
+    app: AcmeApp, responder: Http01Server
+) -> None:
+    acme = _client(app)
+    created = acme.new_order("a.twin.example.test", "b.twin.example.test")
+    order_url, order = created.headers["Location"], created.json()
+    challenge_ids = []
+    for authz_url in order["authorizations"]:
+        authz = acme.post(authz_url, None).json()
+        challenge = next(c for c in authz["challenges"] if c["type"] == "http-01")
+        responder.tokens[challenge["token"]] = f"{challenge['token']}.{acme.thumbprint()}"
+        challenge_ids.append(challenge["url"].rsplit("/", 1)[1])
+    account = app.call(app.services.acme.accounts.by_id, acme.kid.rsplit("/", 1)[1])  # type: ignore[union-attr]
+
+    async def both() -> list[Any]:
+        orders = app.services.acme.orders
+        for challenge_id in challenge_ids:
+            await orders.respond(account=account, challenge_id=challenge_id)
+        validator = app.services.acme.validator
+        return list(await asyncio.gather(*(validator.validate(c) for c in challenge_ids)))
+
+    outcomes = app.call(both)
+    assert [outcome["status"] for outcome in outcomes] == ["valid", "valid"]
+    assert acme.post(order_url, None).json()["status"] == "ready"
+    assert json.loads(acme.post(order_url, None).text)["authorizations"] == order["authorizations"]
