@@ -107,3 +107,22 @@ def test_two_authorizations_validated_at_once_make_the_order_ready(
     assert [outcome["status"] for outcome in outcomes] == ["valid", "valid"]
     assert acme.post(order_url, None).json()["status"] == "ready"
     assert json.loads(acme.post(order_url, None).text)["authorizations"] == order["authorizations"]
+
+
+def test_a_fault_of_ours_is_a_server_internal_problem(
+    app: AcmeApp, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    acme = _client(app)
+    order_url = acme.new_order("fault.example.test").headers["Location"]
+
+    async def broken(**_kwargs: Any) -> Any:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(app.services.acme.orders, "order", broken)
+    answer = acme.post(order_url, None)
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["type"] == ERR + "serverInternal"
+    assert "database" not in answer.text  # the cause is logged, not sent
+    assert answer.headers["replay-nonce"]
+    assert any("ACME request POST" in record.getMessage() for record in caplog.records)

@@ -10,6 +10,7 @@ recording the same request metrics. Every other path goes to the wrapped applica
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 
@@ -17,10 +18,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from certctl.api.middleware import SECURITY_HEADERS
 from certctl.observability.metrics import observe
-from certctl.protocols.acme.routes import Incoming, dispatch
+from certctl.protocols.acme.routes import Incoming, dispatch, internal_error
 from certctl.services.container import Services
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+log = logging.getLogger("certctl.acme")
 
 
 class AcmeEndpoint:
@@ -58,7 +60,11 @@ class AcmeEndpoint:
             content_type=content_type,
             body=body,
         )
-        template, response = await dispatch(self.server, incoming)
+        try:
+            template, response = await dispatch(self.server, incoming)
+        except Exception:  # a fault of ours (database down, a bug): logged, answered as an ACME problem
+            log.exception("ACME request %s %s failed", scope["method"], path)
+            template, response = "/acme", internal_error(self.server)
         await self._send(send, response.status_code, response.raw_headers, bytes(response.body))
         observe(
             method=scope["method"],

@@ -109,6 +109,11 @@ async def dispatch(server: AcmeServer, incoming: Incoming) -> tuple[str, Respons
     return template, await _only(("POST",), incoming, post)
 
 
+def internal_error(server: AcmeServer) -> Response:
+    """What a request that failed on our side gets: ``serverInternal`` (500) with a fresh nonce."""
+    return _problem(server, None, AcmeError("serverInternal", "the server could not complete the request"))
+
+
 async def _only(
     methods: tuple[str, ...], incoming: Incoming, answer: Callable[[], Awaitable[Response]]
 ) -> Response:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -29,9 +29,9 @@ VERSIONS = table_of(CertificateVersion)
 OPEN_ORDER_STATES = ("pending", "ready")
 
 
-_SPEND_MANY = text(
+_SPEND_MANY = (
     "INSERT INTO acme_used_nonces (nonce, expires_at)"
-    " SELECT * FROM unnest(CAST(:nonces AS varchar[]), CAST(:expires AS timestamptz[]))"
+    " SELECT * FROM unnest(%s::varchar[], %s::timestamptz[])"
     " ON CONFLICT DO NOTHING RETURNING nonce"
 )
 _SPEND_ONE = (
@@ -44,16 +44,18 @@ _SPEND_ONE = (
 
 async def spend_nonces(connection: AsyncConnection, entries: Sequence[tuple[str, datetime]]) -> set[str]:
     """Record nonces as used; the set of those not used before. On PostgreSQL one statement for the
-    whole batch (arrays unnested, so the statement is the same whatever the batch size); on SQLite,
-    in-process, one prepared insert per nonce in the caller's transaction."""
+    whole batch (arrays unnested, so the statement is the same whatever the batch size), sent through
+    the driver: every ACME request spends a nonce, and this path costs a fraction of the general one;
+    on SQLite, in-process, one prepared insert per nonce in the caller's transaction."""
     if not entries:
         return set()
     if connection.dialect.name == "postgresql":
-        result = await connection.execute(
-            _SPEND_MANY,
-            {"nonces": [nonce for nonce, _ in entries], "expires": [expires for _, expires in entries]},
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        cursor = await driver.execute(
+            _SPEND_MANY, ([nonce for nonce, _ in entries], [expires for _, expires in entries])
         )
-        return {str(nonce) for nonce in result.scalars()}
+        return {str(row[0]) for row in await cursor.fetchall()}
     fresh: set[str] = set()
     for nonce, expires_at in entries:
         result = await connection.execute(_SPEND_ONE, {"nonce": nonce, "expires_at": expires_at})
