@@ -6,14 +6,15 @@ SQLite (embedded default, WAL mode) and PostgreSQL (production, replicas) are bo
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, exc
+from sqlalchemy import Select, event, exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -146,3 +147,38 @@ async def autocommit_reads(engine: AsyncEngine) -> AsyncIterator[AsyncConnection
             # switching its isolation level per checkout costs more than it saves
             await connection.execution_options(isolation_level="AUTOCOMMIT")
         yield connection
+
+
+_COMPILED: dict[int, tuple[Select[Any], str, dict[str, Any]]] = {}
+
+
+async def read_rows(
+    connection: AsyncConnection, statement: Select[Any], parameters: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """The rows of a prebuilt read (a module-level statement with named bind parameters) as dicts.
+
+    On PostgreSQL the statement is compiled once per process and sent through the driver, skipping the
+    general execution path (its cost per statement is several times the driver's on the request paths
+    that read on every request); datetimes come back in UTC as the column type returns them. On SQLite
+    the statement runs the usual way."""
+    if connection.dialect.name != "postgresql":
+        return [dict(row) for row in (await connection.execute(statement, dict(parameters))).mappings()]
+    found = _COMPILED.get(id(statement))
+    if found is None or found[0] is not statement:
+        compiled = statement.compile(dialect=connection.dialect)
+        if "POSTCOMPILE" in compiled.string:
+            raise ValueError("read_rows takes statements without expanding parameters")
+        found = (statement, compiled.string, dict(compiled.params))
+        _COMPILED[id(statement)] = found
+    _, sql, constants = found
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    cursor = await driver.execute(sql, constants | dict(parameters))
+    names = [column.name for column in cursor.description or ()]
+    return [dict(zip(names, map(_utc, row), strict=True)) for row in await cursor.fetchall()]
+
+
+def _utc(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value

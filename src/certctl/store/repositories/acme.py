@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from certctl.store.db import read_rows
 from certctl.store.models import (
     AcmeAccount,
     AcmeAuthorization,
@@ -124,7 +125,7 @@ async def order_and_authorizations(
     connection: AsyncConnection, order_id: str
 ) -> tuple[dict[str, Any] | None, list[str]]:
     """An order and the ids of its authorizations (sorted by identifier), in one read."""
-    rows = (await connection.execute(_ORDER_AND_AUTHORIZATIONS, {"order_id": order_id})).mappings().all()
+    rows = await read_rows(connection, _ORDER_AND_AUTHORIZATIONS, {"order_id": order_id})
     if not rows:
         return None, []
     order = {name: rows[0][name] for name in _ORDER_COLUMNS}
@@ -169,12 +170,9 @@ async def certificate_of_account(
     connection: AsyncConnection, *, version_id: str, account_id: str
 ) -> tuple[str, str] | None:
     """A certificate version's PEM and chain, if one of the account's orders made its certificate."""
-    row = (
-        await connection.execute(
-            _CERTIFICATE_OF_ACCOUNT, {"version_id": version_id, "account_id": account_id}
-        )
-    ).first()
-    return None if row is None else (str(row[0]), str(row[1] or ""))
+    parameters = {"version_id": version_id, "account_id": account_id}
+    rows = await read_rows(connection, _CERTIFICATE_OF_ACCOUNT, parameters)
+    return (str(rows[0]["cert_pem"]), str(rows[0]["chain_pem"] or "")) if rows else None
 
 
 async def order_for_certificate(
@@ -236,7 +234,7 @@ async def authorization_with_challenges(
     connection: AsyncConnection, authz_id: str
 ) -> tuple[dict[str, Any], str, list[dict[str, Any]]] | None:
     """An authorization, the account that owns its order, and its challenges, in one read."""
-    rows = (await connection.execute(_AUTHORIZATION_WITH_CHALLENGES, {"authz_id": authz_id})).mappings().all()
+    rows = await read_rows(connection, _AUTHORIZATION_WITH_CHALLENGES, {"authz_id": authz_id})
     if not rows:
         return None
     authz = {name: rows[0][name] for name in _AUTHZ_COLUMNS}
@@ -252,9 +250,10 @@ async def challenge_in_context(
     connection: AsyncConnection, challenge_id: str
 ) -> tuple[dict[str, Any], dict[str, Any], str] | None:
     """A challenge, its authorization and the account that owns its order, in one read."""
-    row = (await connection.execute(_CHALLENGE_IN_CONTEXT, {"challenge_id": challenge_id})).mappings().first()
-    if row is None:
+    rows = await read_rows(connection, _CHALLENGE_IN_CONTEXT, {"challenge_id": challenge_id})
+    if not rows:
         return None
+    row = rows[0]
     challenge = {name: row[name] for name in _CHALLENGE_COLUMNS}
     authz = {name: row[f"authz_{name}"] for name in _AUTHZ_COLUMNS}
     return challenge, authz, str(row["account_id"])
@@ -279,7 +278,8 @@ VALIDATION_CONTEXT = (
 async def validation_context(connection: AsyncConnection, challenge_id: str) -> dict[str, Any] | None:
     """A challenge with what validating it needs (its identifier and its account's key thumbprint), in
     one read."""
-    return await _one(connection, VALIDATION_CONTEXT.params(challenge_id=challenge_id))
+    rows = await read_rows(connection, VALIDATION_CONTEXT, {"challenge_id": challenge_id})
+    return rows[0] if rows else None
 
 
 async def swap_challenge_status(

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from certctl.store.db import read_rows
 from certctl.store.models import AcmeEabKey, table_of
 
 EAB_KEYS = table_of(AcmeEabKey)
@@ -33,8 +34,8 @@ _KEY_OF_ACCOUNT = select(EAB_KEYS).where(EAB_KEYS.c.account_id == bindparam("acc
 
 
 async def key_of_account(connection: AsyncConnection, account_id: str) -> dict[str, Any] | None:
-    row = (await connection.execute(_KEY_OF_ACCOUNT, {"account_id": account_id})).mappings().first()
-    return dict(row) if row else None
+    rows = await read_rows(connection, _KEY_OF_ACCOUNT, {"account_id": account_id})
+    return rows[0] if rows else None
 
 
 async def bind(connection: AsyncConnection, *, kid: str, account_id: str, now: datetime) -> bool:
