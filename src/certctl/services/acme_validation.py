@@ -19,6 +19,8 @@ import hmac
 import ipaddress
 import logging
 import socket
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
 import dns.asyncresolver
@@ -151,32 +153,35 @@ class ChallengeValidator:
     async def _http01(self, name: str, token: str, key_authorization: str) -> None:
         """RFC 8555 §8.3: GET http://<name>:<port>/.well-known/acme-challenge/<token> must return the key
         authorization (trailing whitespace ignored). Redirects are not followed."""
-        addresses = await self._addresses(name)
         port = self._config.http01_port
         path = f"/.well-known/acme-challenge/{token}"
         host = f"[{name}]" if ":" in name else name  # an IPv6 identifier (RFC 8738 §3)
         last: AcmeError | None = None
-        for address in addresses:
-            try:
-                status, content = await http01.fetch(
-                    address,
-                    port,
-                    host=host,
-                    path=path,
-                    wait_seconds=self._config.validation_timeout_seconds,
-                    max_body=MAX_BODY,
-                )
-            except http01.FetchError as exc:
-                last = AcmeError("connection", f"could not fetch {name}:{port}{path}: {exc}")
-                continue
-            if status != 200:
-                raise AcmeError("unauthorized", f"{name}:{port}{path} answered HTTP {status}, not 200")
-            body = content.decode("utf-8", "replace").rstrip()
-            if body != key_authorization:
-                raise AcmeError(
-                    "incorrectResponse", f"{name}:{port}{path} served the wrong key authorization"
-                )
-            return
+        async with aclosing(self._address_batches(name)) as batches:
+            async for batch in batches:
+                for address in batch:
+                    try:
+                        status, content = await http01.fetch(
+                            address,
+                            port,
+                            host=host,
+                            path=path,
+                            wait_seconds=self._config.validation_timeout_seconds,
+                            max_body=MAX_BODY,
+                        )
+                    except http01.FetchError as exc:
+                        last = AcmeError("connection", f"could not fetch {name}:{port}{path}: {exc}")
+                        continue
+                    if status != 200:
+                        raise AcmeError(
+                            "unauthorized", f"{name}:{port}{path} answered HTTP {status}, not 200"
+                        )
+                    body = content.decode("utf-8", "replace").rstrip()
+                    if body != key_authorization:
+                        raise AcmeError(
+                            "incorrectResponse", f"{name}:{port}{path} served the wrong key authorization"
+                        )
+                    return
         raise last or AcmeError("connection", f"no address of {name} could be reached")
 
     async def _dns01(self, name: str, key_authorization: str) -> None:
@@ -216,8 +221,18 @@ class ChallengeValidator:
 
     async def _addresses(self, name: str) -> list[str]:
         """IPv4 first, then IPv6: through the configured DNS server, or the system resolver."""
+        found: list[str] = []
+        async for batch in self._address_batches(name):
+            found += batch
+        return found
+
+    async def _address_batches(self, name: str) -> AsyncGenerator[list[str], None]:
+        """The name's addresses, IPv4 first: with a configured DNS server the AAAA query is made only
+        when the IPv4 addresses did not serve (none, or none reachable), so a validation that succeeds
+        over IPv4 costs one query. ``dns`` when the name has no address at all."""
         try:
-            return [str(ipaddress.ip_address(name))]
+            yield [str(ipaddress.ip_address(name))]
+            return
         except ValueError:
             pass
         if self._config.dns_resolver is None:
@@ -226,9 +241,10 @@ class ChallengeValidator:
             except OSError:
                 raise AcmeError("dns", f"{name} does not resolve") from None
             found = [str(info[4][0]) for info in infos]
-            return sorted(dict.fromkeys(found), key=lambda a: ":" in a)
+            yield sorted(dict.fromkeys(found), key=lambda a: ":" in a)
+            return
         resolver = self._resolver()
-        addresses: list[str] = []
+        any_found = False
         for record_type in ("A", "AAAA"):
             try:
                 answer = await resolver.resolve(name, record_type)
@@ -236,7 +252,9 @@ class ChallengeValidator:
                 continue
             except dns.exception.DNSException:
                 raise AcmeError("dns", f"DNS lookup of {name} failed") from None
-            addresses += [r.to_text() for r in answer]
-        if not addresses:
+            addresses = [r.to_text() for r in answer]
+            if addresses:
+                any_found = True
+                yield addresses
+        if not any_found:
             raise AcmeError("dns", f"{name} has no A or AAAA record")
-        return addresses

@@ -6,12 +6,16 @@ of one order validated at the same moment leave the order ready."""
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
+import socket
+import threading
+import urllib.request
 from typing import Any
 
 import pytest
 
-from support.acme_client import AcmeTestClient, Http01Server
+from support.acme_client import CHALLTESTSRV_MANAGEMENT, AcmeTestClient, Http01Server
 from support.acme_inprocess import AcmeApp
 
 pytestmark = pytest.mark.peer("pebble-challtestsrv")
@@ -126,3 +130,53 @@ def test_a_fault_of_ours_is_a_server_internal_problem(
     assert "database" not in answer.text  # the cause is logged, not sent
     assert answer.headers["replay-nonce"]
     assert any("ACME request POST" in record.getMessage() for record in caplog.records)
+
+
+def _add_record(resolver: str, kind: str, host: str, addresses: list[str]) -> None:
+    body = json.dumps({"host": host, "addresses": addresses}).encode()
+    request = urllib.request.Request(
+        CHALLTESTSRV_MANAGEMENT[resolver] + f"/add-{kind}", data=body, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        assert answer.status == 200
+
+
+def test_http01_falls_back_to_ipv6_when_ipv4_does_not_serve(
+    app: AcmeApp, responder: Http01Server, resolver: str
+) -> None:
+    """The AAAA lookup is made only when the IPv4 addresses did not serve: here the A record points at
+    an address where nothing listens, and the key authorization is served on ::1."""
+    name = "dual.example.test"
+    _add_record(resolver, "a", name + ".", ["127.0.0.2"])
+    _add_record(resolver, "aaaa", name + ".", ["::1"])
+
+    class V6Server(http.server.ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
+    tokens: dict[str, str] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = tokens.get(self.path.rsplit("/", 1)[-1], "").encode()
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    v6 = V6Server(("::1", responder.port), Handler)
+    thread = threading.Thread(target=v6.serve_forever, daemon=True)
+    thread.start()
+    try:
+        acme = _client(app)
+        order = acme.new_order(name).json()
+        authz = acme.post(order["authorizations"][0], None).json()
+        challenge = next(c for c in authz["challenges"] if c["type"] == "http-01")
+        tokens[challenge["token"]] = f"{challenge['token']}.{acme.thumbprint()}"
+        answered = acme.post(challenge["url"], {})
+        assert answered.json()["status"] == "valid", answered.text
+    finally:
+        v6.shutdown()
+        v6.server_close()
