@@ -113,7 +113,7 @@ async def verify(server: AcmeServer, *, content_type: str, body: bytes, url: str
         if not isinstance(jwk, dict) or "d" in jwk or jwk.get("kty") == "oct":
             raise AcmeError("malformed", "the jwk must be a public asymmetric key")
     try:
-        key, thumbprint, public_jwk = _imported(jwk)
+        key, thumbprint, public_jwk = _imported(jwk, remember=has_kid)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SecurityWarning)
             signed = jws.deserialize_json(cast(FlattenedJSONSerialization, message), key, registry=_REGISTRY)
@@ -132,17 +132,19 @@ async def verify(server: AcmeServer, *, content_type: str, body: bytes, url: str
     )
 
 
-def _imported(jwk: dict[str, Any]) -> tuple[Any, str, dict[str, Any]]:
-    """The key a JWK describes, its RFC 7638 thumbprint and its public JWK: imported once per key (every
-    request of an account is signed by the same one), bounded."""
-    cache_key = json.dumps(jwk, sort_keys=True, separators=(",", ":"))
-    found = _KEYS.get(cache_key)
+def _imported(jwk: dict[str, Any], *, remember: bool) -> tuple[Any, str, dict[str, Any]]:
+    """The key a JWK describes, its RFC 7638 thumbprint and its public JWK. Registered accounts' keys
+    (``remember``: the JWK came from our database, not from the request) are imported once per process,
+    bounded: every request of an account is signed by the same key."""
+    cache_key = json.dumps(jwk, sort_keys=True, separators=(",", ":")) if remember else ""
+    found = _KEYS.get(cache_key) if remember else None
     if found is None:
         key = JWKRegistry.import_key(jwk)
         found = (key, key.thumbprint(), key.as_dict(private=False))
-        if len(_KEYS) >= MAX_CACHED_KEYS:
-            _KEYS.clear()
-        _KEYS[cache_key] = found
+        if remember:
+            if len(_KEYS) >= MAX_CACHED_KEYS:
+                _KEYS.clear()
+            _KEYS[cache_key] = found
     return found
 
 
