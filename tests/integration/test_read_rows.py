@@ -1,6 +1,6 @@
 """``read_rows`` returns exactly what the general execution path returns (JSON decoded, booleans, UTC
 datetimes, NULLs, joined and labelled columns) on each engine, including in a session whose time zone
-is not UTC."""
+is not UTC; ``write_rows`` stores what the general path reads back (a JSON problem document, NULLs)."""
 
 from __future__ import annotations
 
@@ -83,6 +83,35 @@ def test_read_rows_matches_the_general_path(database_url: str) -> None:
                 order_fast = await db.read_rows(
                     connection, acme._ORDER_AND_AUTHORIZATIONS, {"order_id": "ordr_rr"}
                 )
+            async with db.unit_of_work(engine) as uow:  # a write with a JSON parameter and a RETURNING lock
+                await uow.connection.execute(
+                    acme.CHALLENGES.insert(),
+                    {
+                        "id": "chal_rr",
+                        "authorization_id": "authz_rr0",
+                        "type": "http-01",
+                        "token": "tok",
+                        "status": "processing",
+                        "validated_at": None,
+                        "error": None,
+                        "updated_at": now,
+                    },
+                )
+                recorded = await acme.record_validation(
+                    uow.connection,
+                    challenge_id="chal_rr",
+                    authz_id="authz_rr0",
+                    order_id="ordr_rr",
+                    error={"type": "urn:ietf:params:acme:error:connection", "detail": "refused"},
+                    now=now,
+                )
+            assert recorded
+            async with db.autocommit_reads(engine) as connection:
+                stored = (await connection.execute(acme.CHALLENGES.select())).mappings().one()
+                order_status = (await connection.execute(acme.ORDERS.select())).mappings().one()["status"]
+            assert stored["error"] == {"type": "urn:ietf:params:acme:error:connection", "detail": "refused"}
+            assert stored["status"] == "invalid" and stored["validated_at"] is None
+            assert order_status == "invalid"
             return general + order_general, fast + order_fast
         finally:
             await engine.dispose()

@@ -74,12 +74,7 @@ class AcmeCertificates:
             raise AcmeError("badCSR", "the names in the CSR differ from the order's identifiers")
         now = self._ctx.clock.now()
         async with one_statement(self._ctx.engine) as connection:
-            if not await acme.swap_order_status(
-                connection,
-                order["id"],
-                expected="ready",
-                values={"status": "processing", "updated_at": now},
-            ):
+            if not await acme.start_finalize(connection, order["id"], now=now):
                 raise AcmeError("orderNotReady", "the order is being finalized already")
         request = IssueRequest(
             name=f"acme-{order['id']}",
@@ -97,13 +92,21 @@ class AcmeCertificates:
             raise _acme_error(exc) from None
         if isinstance(outcome, Held):
             changes: dict[str, Any] = {"approval_id": outcome.approval["id"]}
+            await self._set(order["id"], changes)
         else:
             changes = {
                 "status": "valid",
                 "certificate_id": outcome.certificate["id"],
                 "version_id": outcome.version["id"],
             }
-        await self._set(order["id"], changes)
+            async with one_statement(self._ctx.engine) as connection:
+                await acme.order_issued(
+                    connection,
+                    order["id"],
+                    certificate_id=changes["certificate_id"],
+                    version_id=changes["version_id"],
+                    now=self._ctx.clock.now(),
+                )
         return order | {"status": "processing"} | changes
 
     async def refresh(self, order: dict[str, Any]) -> dict[str, Any]:

@@ -293,9 +293,8 @@ class AcmeOrders:
             return challenge, authz, False
         if authz["status"] != "pending" or authz["expires_at"] <= self._ctx.clock.now():
             raise AcmeError("malformed", f"the authorization is {authz['status']}")
-        changes = {"status": "processing", "updated_at": self._ctx.clock.now()}
+        now = self._ctx.clock.now()
+        changes = {"status": "processing", "updated_at": now}
         async with one_statement(self._ctx.engine) as connection:
-            started = await acme.swap_challenge_status(
-                connection, challenge_id, expected="pending", values=changes
-            )
+            started = await acme.start_validation(connection, challenge_id, now=now)
         return (challenge | changes if started else challenge), authz, started

@@ -6,15 +6,16 @@ SQLite (embedded default, WAL mode) and PostgreSQL (production, replicas) are bo
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Select, event, exc
+from sqlalchemy import Insert, Select, Update, event, exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -149,33 +150,97 @@ async def autocommit_reads(engine: AsyncEngine) -> AsyncIterator[AsyncConnection
         yield connection
 
 
-_COMPILED: dict[int, tuple[Select[Any], str, dict[str, Any]]] = {}
+Prebuilt = Select[Any] | Insert | Update
+"""A module-level statement with named bind parameters, run through :func:`read_rows` or
+:func:`write_rows`."""
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    statement: Prebuilt
+    sql: str
+    constants: dict[str, Any]
+    processors: dict[str, Callable[[Any], Any]]
+
+
+_COMPILED: dict[int, _Compiled] = {}
+
+
+def _compiled(connection: AsyncConnection, statement: Prebuilt) -> _Compiled:
+    """The statement as the driver takes it (compiled once per process): SQL text, the values of its
+    constants, and the type conversions of its parameters (JSON, dates) that the general path applies."""
+    found = _COMPILED.get(id(statement))
+    if found is None or found.statement is not statement:
+        dialect = connection.dialect
+        compiled = statement.compile(dialect=dialect)
+        if "POSTCOMPILE" in compiled.string:
+            raise ValueError("prebuilt statements take no expanding parameters")
+        processors: dict[str, Callable[[Any], Any]] = {}
+        for name, bind in compiled.binds.items():
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                processors[name] = processor
+        constants = {
+            name: processors[name](value) if name in processors else value
+            for name, value in compiled.params.items()
+        }
+        found = _Compiled(statement, compiled.string, constants, processors)
+        _COMPILED[id(statement)] = found
+    return found
+
+
+def _bound(compiled: _Compiled, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    values = dict(compiled.constants)
+    for name, value in parameters.items():
+        processor = compiled.processors.get(name)
+        values[name] = processor(value) if processor is not None else value
+    return values
+
+
+async def _driver(connection: AsyncConnection) -> Any:
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    return driver
 
 
 async def read_rows(
-    connection: AsyncConnection, statement: Select[Any], parameters: Mapping[str, Any]
+    connection: AsyncConnection, statement: Prebuilt, parameters: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
-    """The rows of a prebuilt read (a module-level statement with named bind parameters) as dicts.
+    """The rows of a prebuilt statement (a read, or a write with RETURNING) as dicts.
 
     On PostgreSQL the statement is compiled once per process and sent through the driver, skipping the
     general execution path (its cost per statement is several times the driver's on the request paths
-    that read on every request); datetimes come back in UTC as the column type returns them. On SQLite
-    the statement runs the usual way."""
+    that run on every request); parameters are converted as their column types say, and datetimes come
+    back in UTC as the column type returns them. On SQLite the statement runs the usual way."""
     if connection.dialect.name != "postgresql":
         return [dict(row) for row in (await connection.execute(statement, dict(parameters))).mappings()]
-    found = _COMPILED.get(id(statement))
-    if found is None or found[0] is not statement:
-        compiled = statement.compile(dialect=connection.dialect)
-        if "POSTCOMPILE" in compiled.string:
-            raise ValueError("read_rows takes statements without expanding parameters")
-        found = (statement, compiled.string, dict(compiled.params))
-        _COMPILED[id(statement)] = found
-    _, sql, constants = found
-    driver = (await connection.get_raw_connection()).driver_connection
-    assert driver is not None
-    cursor = await driver.execute(sql, constants | dict(parameters))
+    compiled = _compiled(connection, statement)
+    cursor = await (await _driver(connection)).execute(compiled.sql, _bound(compiled, parameters))
     names = [column.name for column in cursor.description or ()]
     return [dict(zip(names, map(_utc, row), strict=True)) for row in await cursor.fetchall()]
+
+
+async def write_rows(
+    connection: AsyncConnection, statement: Insert | Update, parameters: Sequence[Mapping[str, Any]]
+) -> int:
+    """Run a prebuilt write once per parameter set (as :func:`read_rows` does on each engine); the
+    number of rows it changed."""
+    if not parameters:
+        return 0
+    if connection.dialect.name != "postgresql":
+        many = [dict(values) for values in parameters]
+        result = await connection.execute(statement, many if len(many) > 1 else many[0])
+        return int(result.rowcount or 0)
+    compiled = _compiled(connection, statement)
+    cursor = (await _driver(connection)).cursor()
+    try:
+        if len(parameters) == 1:
+            await cursor.execute(compiled.sql, _bound(compiled, parameters[0]))
+        else:
+            await cursor.executemany(compiled.sql, [_bound(compiled, values) for values in parameters])
+        return int(cursor.rowcount or 0)
+    finally:
+        await cursor.close()
 
 
 def _utc(value: Any) -> Any:

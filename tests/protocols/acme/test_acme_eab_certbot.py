@@ -58,7 +58,11 @@ def test_certbot_needs_the_binding(live: LiveServer, tmp_path: Path) -> None:
     fields = dict(line.split(": ", 1) for line in created.strip().splitlines())
     assert set(fields) == {"kid", "hmac_key"}
     issued = _certbot(
-        live, tmp_path / "with", name, "--eab-kid", fields["kid"], "--eab-hmac-key", fields["hmac_key"]
+        live,
+        tmp_path / "with",
+        name,
+        f"--eab-kid={fields['kid']}",
+        f"--eab-hmac-key={fields['hmac_key']}",  # one argument: a base64url key may start with "-"
     )
     assert issued.returncode == 0, issued.stdout + issued.stderr
     leaf = x509.load_pem_x509_certificate(

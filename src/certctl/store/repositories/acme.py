@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from certctl.store.db import read_rows
+from certctl.store.db import read_rows, write_rows
 from certctl.store.models import (
     AcmeAccount,
     AcmeAuthorization,
@@ -94,6 +94,13 @@ async def update_account(connection: AsyncConnection, account_id: str, values: d
     await connection.execute(update(ACCOUNTS).where(ACCOUNTS.c.id == account_id).values(**values))
 
 
+_INSERT_ORDER = insert(ORDERS).values({c.name: bindparam(c.name) for c in ORDERS.columns})
+_INSERT_AUTHORIZATION = insert(AUTHORIZATIONS).values(
+    {c.name: bindparam(c.name) for c in AUTHORIZATIONS.columns}
+)
+_INSERT_CHALLENGE = insert(CHALLENGES).values({c.name: bindparam(c.name) for c in CHALLENGES.columns})
+
+
 async def insert_order(
     connection: AsyncConnection,
     *,
@@ -101,10 +108,11 @@ async def insert_order(
     authorizations: Sequence[dict[str, Any]],
     challenges: Sequence[dict[str, Any]],
 ) -> None:
-    await connection.execute(insert(ORDERS), order)
-    await connection.execute(insert(AUTHORIZATIONS), list(authorizations))
-    if challenges:
-        await connection.execute(insert(CHALLENGES), list(challenges))
+    """An order with its authorizations and their challenges (every column given), in the caller's
+    transaction."""
+    await write_rows(connection, _INSERT_ORDER, [order])
+    await write_rows(connection, _INSERT_AUTHORIZATION, authorizations)
+    await write_rows(connection, _INSERT_CHALLENGE, challenges)
 
 
 _GET_ORDER = select(ORDERS).where(ORDERS.c.id == bindparam("order_id"))
@@ -134,16 +142,6 @@ async def order_and_authorizations(
 
 async def update_order(connection: AsyncConnection, order_id: str, values: dict[str, Any]) -> None:
     await connection.execute(update(ORDERS).where(ORDERS.c.id == order_id).values(**values))
-
-
-async def swap_order_status(
-    connection: AsyncConnection, order_id: str, *, expected: str, values: dict[str, Any]
-) -> bool:
-    """Change an order only while it is still in ``expected`` (two finalize calls cannot both win)."""
-    result = await connection.execute(
-        update(ORDERS).where(ORDERS.c.id == order_id, ORDERS.c.status == expected).values(**values)
-    )
-    return bool(result.rowcount == 1)
 
 
 async def orders_of_account(connection: AsyncConnection, account_id: str, *, limit: int) -> list[str]:
@@ -282,15 +280,48 @@ async def validation_context(connection: AsyncConnection, challenge_id: str) -> 
     return rows[0] if rows else None
 
 
-async def swap_challenge_status(
-    connection: AsyncConnection, challenge_id: str, *, expected: str, values: dict[str, Any]
-) -> bool:
-    result = await connection.execute(
-        update(CHALLENGES)
-        .where(CHALLENGES.c.id == challenge_id, CHALLENGES.c.status == expected)
-        .values(**values)
+_START_VALIDATION = (
+    update(CHALLENGES)
+    .where(CHALLENGES.c.id == bindparam("challenge_id"), CHALLENGES.c.status == "pending")
+    .values(status="processing", updated_at=bindparam("now"))
+)
+_START_FINALIZE = (
+    update(ORDERS)
+    .where(ORDERS.c.id == bindparam("order_id"), ORDERS.c.status == "ready")
+    .values(status="processing", updated_at=bindparam("now"))
+)
+_ORDER_ISSUED = (
+    update(ORDERS)
+    .where(ORDERS.c.id == bindparam("order_id"))
+    .values(
+        status="valid",
+        certificate_id=bindparam("certificate_id"),
+        version_id=bindparam("version_id"),
+        updated_at=bindparam("now"),
     )
-    return bool(result.rowcount == 1)
+)
+
+
+async def start_validation(connection: AsyncConnection, challenge_id: str, *, now: datetime) -> bool:
+    """A pending challenge becomes processing; False when it was no longer pending."""
+    return await write_rows(connection, _START_VALIDATION, [{"challenge_id": challenge_id, "now": now}]) == 1
+
+
+async def start_finalize(connection: AsyncConnection, order_id: str, *, now: datetime) -> bool:
+    """A ready order becomes processing; False when another finalize took it first."""
+    return await write_rows(connection, _START_FINALIZE, [{"order_id": order_id, "now": now}]) == 1
+
+
+async def order_issued(
+    connection: AsyncConnection, order_id: str, *, certificate_id: str, version_id: str, now: datetime
+) -> None:
+    parameters = {
+        "order_id": order_id,
+        "certificate_id": certificate_id,
+        "version_id": version_id,
+        "now": now,
+    }
+    await write_rows(connection, _ORDER_ISSUED, [parameters])
 
 
 _CHALLENGE_OUTCOME = (
@@ -316,7 +347,10 @@ _AUTHZ_OUTCOME = (
 )
 _ORDER_INVALID = (
     update(ORDERS)
-    .where(ORDERS.c.id == bindparam("order_id"), ORDERS.c.status.in_(OPEN_ORDER_STATES))
+    .where(
+        ORDERS.c.id == bindparam("order_id"),
+        or_(*(ORDERS.c.status == state for state in OPEN_ORDER_STATES)),  # no expanding IN: prebuilt
+    )
     .values(status="invalid", updated_at=bindparam("now"))
 )
 _ORDER_READY = (
@@ -353,14 +387,15 @@ async def record_validation(
         "validated_at": None if error else now,
         "now": now,
     }
-    if (await connection.execute(_CHALLENGE_OUTCOME, outcome)).rowcount != 1:
+    if await write_rows(connection, _CHALLENGE_OUTCOME, [outcome]) != 1:
         return False
-    if (await connection.execute(_LOCK_ORDER, {"order_id": order_id, "now": now})).first() is None:
+    if not await read_rows(connection, _LOCK_ORDER, {"order_id": order_id, "now": now}):
         return True
-    changed = await connection.execute(_AUTHZ_OUTCOME, {"authz_id": authz_id, "status": status})
-    if changed.rowcount != 1:  # another challenge of the authorization decided it first
-        return True
-    await connection.execute(_ORDER_INVALID if error else _ORDER_READY, {"order_id": order_id, "now": now})
+    if await write_rows(connection, _AUTHZ_OUTCOME, [{"authz_id": authz_id, "status": status}]) != 1:
+        return True  # another challenge of the authorization decided it first
+    await write_rows(
+        connection, _ORDER_INVALID if error else _ORDER_READY, [{"order_id": order_id, "now": now}]
+    )
     return True
 
 
