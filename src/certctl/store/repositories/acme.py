@@ -74,10 +74,6 @@ async def _one(connection: AsyncConnection, statement: Any) -> dict[str, Any] | 
     return dict(row) if row else None
 
 
-async def _all(connection: AsyncConnection, statement: Any) -> list[dict[str, Any]]:
-    return [dict(row) for row in (await connection.execute(statement)).mappings()]
-
-
 async def get_account(connection: AsyncConnection, account_id: str) -> dict[str, Any] | None:
     return await _one(connection, select(ACCOUNTS).where(ACCOUNTS.c.id == account_id))
 
@@ -115,7 +111,6 @@ async def insert_order(
     await write_rows(connection, _INSERT_CHALLENGE, challenges)
 
 
-_GET_ORDER = select(ORDERS).where(ORDERS.c.id == bindparam("order_id"))
 _ORDER_AND_AUTHORIZATIONS = (
     select(ORDERS, AUTHORIZATIONS.c.id.label("authz_id"))
     .outerjoin(AUTHORIZATIONS, AUTHORIZATIONS.c.order_id == ORDERS.c.id)
@@ -123,10 +118,6 @@ _ORDER_AND_AUTHORIZATIONS = (
     .order_by(AUTHORIZATIONS.c.identifier_value)
 )
 _ORDER_COLUMNS = tuple(column.name for column in ORDERS.columns)
-
-
-async def get_order(connection: AsyncConnection, order_id: str) -> dict[str, Any] | None:
-    return await _one(connection, _GET_ORDER.params(order_id=order_id))
 
 
 async def order_and_authorizations(
@@ -182,26 +173,8 @@ async def order_for_certificate(
     return await _one(connection, statement.limit(1))
 
 
-async def authorizations_of(connection: AsyncConnection, order_id: str) -> list[dict[str, Any]]:
-    statement = select(AUTHORIZATIONS).where(AUTHORIZATIONS.c.order_id == order_id)
-    return await _all(connection, statement.order_by(AUTHORIZATIONS.c.identifier_value))
-
-
-async def get_authorization(connection: AsyncConnection, authz_id: str) -> dict[str, Any] | None:
-    return await _one(connection, select(AUTHORIZATIONS).where(AUTHORIZATIONS.c.id == authz_id))
-
-
 async def update_authorization(connection: AsyncConnection, authz_id: str, values: dict[str, Any]) -> None:
     await connection.execute(update(AUTHORIZATIONS).where(AUTHORIZATIONS.c.id == authz_id).values(**values))
-
-
-async def challenges_of(connection: AsyncConnection, authz_id: str) -> list[dict[str, Any]]:
-    statement = select(CHALLENGES).where(CHALLENGES.c.authorization_id == authz_id)
-    return await _all(connection, statement.order_by(CHALLENGES.c.type))
-
-
-async def get_challenge(connection: AsyncConnection, challenge_id: str) -> dict[str, Any] | None:
-    return await _one(connection, select(CHALLENGES).where(CHALLENGES.c.id == challenge_id))
 
 
 _CHALLENGE_COLUMNS = tuple(column.name for column in CHALLENGES.columns)
