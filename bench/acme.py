@@ -1,9 +1,13 @@
 """Complete ACME orders per second: certctl against Pebble, the reference ACME CA, in the same run.
 
 Each of ``--concurrency`` accounts (8 and 64 by default) gets a nonce and registers once (timed apart),
-then loops: newOrder for one fresh name -> authorization -> answer its http-01 challenge -> poll until
-valid -> poll the order until ready -> finalize with a fresh CSR -> poll until valid -> download the
-chain. An order counts when its chain arrives; its latency runs from newOrder to the chain. Every
+then loops: newOrder for one fresh name -> authorization -> answer its http-01 challenge -> finalize
+with a fresh CSR -> download the chain, reading again only what is not final yet, as lego does: the
+authorization is polled until valid unless the challenge's answer already says valid, the order is
+polled until ready only if finalize answers ``orderNotReady``, and until valid only if finalize answers
+``processing``. ``--always-poll`` instead polls the authorization after every challenge and the order
+before every finalize (the flow of the runs before 2026-11-30). An order counts when its chain arrives;
+its latency runs from newOrder to the chain. Every
 response's ``Replay-Nonce`` is kept for the account's next request (as real clients do), and the HTTP
 connections are kept alive (one pool per CA and concurrency, as many connections as accounts).
 
@@ -21,7 +25,8 @@ Printed: orders/s, p50/p99 per order, errors, polls per order, the bench process
 responder) and the CA's CPU (all its processes), and the ratio certctl / Pebble per concurrency.
 
     python bench/acme.py [--seconds 20] [--concurrency 8,64] [--orders N] [--workers 1]
-        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/certctl_bench_acme] [--smoke]
+        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/certctl_bench_acme] [--always-poll]
+        [--only TEXT] [--smoke]
 """
 
 from __future__ import annotations
@@ -162,7 +167,9 @@ async def _poll(account: Account, step: str, url: str, until: str, poll: float) 
     raise OrderFailed(f"{step} timeout")
 
 
-async def one_order(account: Account, responder: Responder, name: str, poll: float) -> None:
+async def one_order(
+    account: Account, responder: Responder, name: str, poll: float, *, always_poll: bool
+) -> None:
     created = await _expect(
         account, "newOrder", account.directory["newOrder"], {"identifiers": [{"type": "dns", "value": name}]}
     )
@@ -174,13 +181,23 @@ async def one_order(account: Account, responder: Responder, name: str, poll: flo
         challenge = next(c for c in authz["challenges"] if c["type"] == "http-01")
         responder.tokens[challenge["token"]] = f"{challenge['token']}.{account.thumbprint}"
         try:
-            await _expect(account, "challenge", challenge["url"], {})
-            await _poll(account, "authz", authz_url, "valid", poll)
+            answer = (await _expect(account, "challenge", challenge["url"], {})).json()
+            if answer.get("status") == "invalid":
+                raise OrderFailed("challenge invalid")
+            if always_poll or answer.get("status") != "valid":
+                await _poll(account, "authz", authz_url, "valid", poll)
         finally:
             responder.tokens.pop(challenge["token"], None)
-    if order["status"] != "ready":
+    if always_poll and order["status"] != "ready":
         order = await _poll(account, "order", order_url, "ready", poll)
-    order = (await _expect(account, "finalize", order["finalize"], {"csr": account.csr(name)})).json()
+    csr = {"csr": account.csr(name)}
+    finalized = await account.post(order["finalize"], csr)
+    if finalized.status_code == 403 and "orderNotReady" in finalized.text:
+        await _poll(account, "order", order_url, "ready", poll)
+        finalized = await account.post(order["finalize"], csr)
+    if finalized.status_code >= 300:
+        raise OrderFailed(f"finalize {finalized.status_code}")
+    order = finalized.json()
     if order["status"] != "valid":
         order = await _poll(account, "order", order_url, "valid", poll)
     chain = await _expect(account, "certificate", order["certificate"], None)
@@ -224,7 +241,14 @@ def _cpu_self() -> float:
 
 
 async def measure(
-    target: Target, responder: Responder, *, concurrency: int, seconds: float, orders: int, poll: float
+    target: Target,
+    responder: Responder,
+    *,
+    concurrency: int,
+    seconds: float,
+    orders: int,
+    poll: float,
+    always_poll: bool,
 ) -> Result:
     """Register ``concurrency`` accounts, then run orders for ``seconds`` (or until ``orders`` started)."""
     limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -247,7 +271,13 @@ async def measure(
                     return
                 began = time.perf_counter()
                 try:
-                    await one_order(account, responder, f"o{sequence}-{prefix}.{DOMAIN}", poll)
+                    await one_order(
+                        account,
+                        responder,
+                        f"o{sequence}-{prefix}.{DOMAIN}",
+                        poll,
+                        always_poll=always_poll,
+                    )
                 except OrderFailed as failure:
                     stats.errors[str(failure)] += 1
                 except httpx2.HTTPError as error:
@@ -325,7 +355,10 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
                 running_server(workdir / "certctl", database_url=database_url, workers=args.workers)
             )
             engine = "PostgreSQL" if database_url else "SQLite"
-            print(f"certctl: {engine}, {args.workers} worker(s); poll every {args.poll_ms} ms", flush=True)
+            flow = "always poll" if args.always_poll else "poll only what is not final"
+            print(
+                f"certctl: {engine}, {args.workers} worker(s); {flow}, every {args.poll_ms} ms", flush=True
+            )
             targets = [
                 Target("certctl http-01", f"{server.url}/acme/bench/directory", server.ca, server.pid),
                 trusted_target(server),
@@ -348,7 +381,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
                 for target in targets:
                     result = await measure(
                         target, responder, concurrency=concurrency, seconds=args.seconds,
-                        orders=args.orders, poll=args.poll_ms / 1000,
+                        orders=args.orders, poll=args.poll_ms / 1000, always_poll=args.always_poll,
                     )  # fmt: skip
                     results[(target.label, concurrency)] = result
                     report(result)
@@ -378,6 +411,11 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=1, help="certctl server worker processes")
     parser.add_argument("--poll-ms", type=int, default=20, help="pause before each status read")
+    parser.add_argument(
+        "--always-poll",
+        action="store_true",
+        help="poll the authorization after each challenge and the order before finalize, whatever they said",
+    )
     parser.add_argument("--database-url", help="PostgreSQL server URL (a fresh database is created)")
     parser.add_argument("--only", help="run only the modes whose label contains this text")
     parser.add_argument("--smoke", action="store_true", help="a few seconds at concurrency 4")

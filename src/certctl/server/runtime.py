@@ -30,7 +30,7 @@ from certctl.server.tls_files import TlsFiles, ensure_tls, server_ssl_context
 from certctl.services.acme import AcmeConfig
 from certctl.services.container import Services, build_services
 from certctl.settings import Settings
-from certctl.store.db import make_engine, migrate, unit_of_work
+from certctl.store.db import dispose, make_engine, migrate, unit_of_work
 from certctl.store.repositories import audit, certificates
 
 log = logging.getLogger("certctl.server")
@@ -169,7 +169,7 @@ async def serve(prepared: Prepared, sockets: tuple[socket.socket, socket.socket]
             maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await maintenance
-        await services.context.engine.dispose()
+        await dispose(services.context.engine)
 
 
 def run_loop(main: Coroutine[None, None, None]) -> None:

@@ -26,7 +26,7 @@ from certctl.services.context import ServiceContext
 from certctl.services.holds import Held
 from certctl.services.issuance import IssuanceService, IssueRequest
 from certctl.services.revocation import Revocation, RevocationService
-from certctl.store.db import autocommit_reads, one_statement
+from certctl.store.db import autocommit_reads, hot, one_statement
 from certctl.store.repositories import acme, approvals, certificates
 
 FINAL_APPROVAL_STATES = ("rejected", "expired", "failed")
@@ -73,7 +73,7 @@ class AcmeCertificates:
         if in_csr != asked:
             raise AcmeError("badCSR", "the names in the CSR differ from the order's identifiers")
         now = self._ctx.clock.now()
-        async with one_statement(self._ctx.engine) as connection:
+        async with hot(self._ctx.engine) as connection:
             if not await acme.start_finalize(connection, order["id"], now=now):
                 raise AcmeError("orderNotReady", "the order is being finalized already")
         request = IssueRequest(
@@ -99,7 +99,7 @@ class AcmeCertificates:
                 "certificate_id": outcome.certificate["id"],
                 "version_id": outcome.version["id"],
             }
-            async with one_statement(self._ctx.engine) as connection:
+            async with hot(self._ctx.engine) as connection:
                 await acme.order_issued(
                     connection,
                     order["id"],
@@ -133,7 +133,7 @@ class AcmeCertificates:
 
     async def chain_pem(self, *, account: dict[str, Any], version_id: str) -> str:
         """RFC 8555 §7.4.2: leaf then chain, PEM (``application/pem-certificate-chain``)."""
-        async with autocommit_reads(self._ctx.engine) as connection:
+        async with hot(self._ctx.engine) as connection:
             found = await acme.certificate_of_account(
                 connection, version_id=version_id, account_id=account["id"]
             )

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from certctl.domain.clock import Clock
 from certctl.keys.envelope import MasterKey
 from certctl.services.acme_errors import AcmeError
-from certctl.store.db import one_statement
+from certctl.store.db import hot
 from certctl.store.repositories import acme
 
 NONCE_PURPOSE = "acme-nonce-v1"
@@ -94,7 +94,7 @@ class NonceBook:
         """Insert everything queued in one transaction; each waiter learns whether its nonce was fresh."""
         batch, self._pending = self._pending, []
         try:
-            async with one_statement(self._engine) as connection:
+            async with hot(self._engine) as connection:
                 unused = await acme.spend_nonces(
                     connection, [(nonce, expires) for nonce, expires, _ in batch]
                 )

@@ -21,7 +21,7 @@ from certctl.services.acme_accounts import new_acme_id
 from certctl.services.acme_eab import AcmeEabKeys
 from certctl.services.acme_errors import AcmeError, not_found
 from certctl.services.context import ServiceContext
-from certctl.store.db import autocommit_reads, one_statement, unit_of_work
+from certctl.store.db import autocommit_reads, hot, unit_of_work
 from certctl.store.repositories import acme
 
 MAX_IDENTIFIERS = 100
@@ -181,9 +181,9 @@ class AcmeOrders:
             ]
         if authorizations and all(a["status"] == "valid" for a in authorizations):
             order["status"] = "ready"
-        async with unit_of_work(self._ctx.engine) as uow:
+        async with hot(self._ctx.engine, transaction=True) as connection:
             await acme.insert_order(
-                uow.connection, order=order, authorizations=authorizations, challenges=challenges
+                connection, order=order, authorizations=authorizations, challenges=challenges
             )
         return order, [a["id"] for a in sorted(authorizations, key=lambda a: a["identifier_value"])]
 
@@ -245,7 +245,7 @@ class AcmeOrders:
 
     async def order(self, *, account: dict[str, Any], order_id: str) -> tuple[dict[str, Any], list[str]]:
         """The account's order and the ids of its authorizations (one read)."""
-        async with autocommit_reads(self._ctx.engine) as connection:
+        async with hot(self._ctx.engine) as connection:
             order, authz_ids = await acme.order_and_authorizations(connection, order_id)
         if order is None or order["account_id"] != account["id"]:
             raise not_found("order")
@@ -254,7 +254,7 @@ class AcmeOrders:
     async def authorization(
         self, *, account: dict[str, Any], authz_id: str
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        async with autocommit_reads(self._ctx.engine) as connection:
+        async with hot(self._ctx.engine) as connection:
             found = await acme.authorization_with_challenges(connection, authz_id)
         if found is None or found[1] != account["id"]:
             raise not_found("authorization")
@@ -276,7 +276,7 @@ class AcmeOrders:
         self, *, account: dict[str, Any], challenge_id: str
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The challenge and its authorization, if the account owns them (one read)."""
-        async with autocommit_reads(self._ctx.engine) as connection:
+        async with hot(self._ctx.engine) as connection:
             found = await acme.challenge_in_context(connection, challenge_id)
         if found is None or found[2] != account["id"]:
             raise not_found("challenge")
@@ -295,6 +295,6 @@ class AcmeOrders:
             raise AcmeError("malformed", f"the authorization is {authz['status']}")
         now = self._ctx.clock.now()
         changes = {"status": "processing", "updated_at": now}
-        async with one_statement(self._ctx.engine) as connection:
+        async with hot(self._ctx.engine) as connection:
             started = await acme.start_validation(connection, challenge_id, now=now)
         return (challenge | changes if started else challenge), authz, started

@@ -34,7 +34,7 @@ from certctl.services.acme_challenges_tlsalpn import check_tls_alpn01
 from certctl.services.acme_errors import AcmeError
 from certctl.services.context import ServiceContext
 from certctl.settings import parse_listen
-from certctl.store.db import autocommit_reads, unit_of_work
+from certctl.store.db import autocommit_reads, hot
 from certctl.store.repositories import acme
 
 log = logging.getLogger("certctl.acme")
@@ -86,7 +86,7 @@ class ChallengeValidator:
         """Check the challenge and store the outcome: the challenge's new fields, None when it was not
         (or no longer) processing or the check could not run."""
         try:
-            async with autocommit_reads(self._ctx.engine) as connection:
+            async with hot(self._ctx.engine) as connection:
                 found = await acme.validation_context(connection, challenge_id)
             if found is None or found["status"] != "processing":
                 return None
@@ -132,9 +132,9 @@ class ChallengeValidator:
     ) -> dict[str, Any] | None:
         now = self._ctx.clock.now()
         problem = error.as_problem() if error else None
-        async with unit_of_work(self._ctx.engine) as uow:
+        async with hot(self._ctx.engine, transaction=True) as connection:
             recorded = await acme.record_validation(
-                uow.connection,
+                connection,
                 challenge_id=challenge_id,
                 authz_id=authz_id,
                 order_id=order_id,

@@ -5,7 +5,11 @@ SQLite (embedded default, WAL mode) and PostgreSQL (production, replicas) are bo
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,6 +29,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 IDLE_PING_SECONDS = 10.0
 """A pooled PostgreSQL connection that sat unused this long is pinged before it is handed out; busy
 connections are not (a ping per checkout would cost a round trip per transaction)."""
+DRIVER_POOL_SIZE = 8
+"""Driver connections per process for the hot paths (:func:`hot`), beside the engine's own pool."""
 
 
 def async_url(url: str) -> str:
@@ -66,6 +72,14 @@ def make_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     engine = create_async_engine(full, pool_size=pool_size, max_overflow=10)
     _ping_when_idle(engine.sync_engine)
     return engine
+
+
+async def dispose(engine: AsyncEngine) -> None:
+    """Close the engine's pool and the driver connections of :func:`hot`."""
+    pool = _DRIVER_POOLS.pop(engine, None)
+    if pool is not None:
+        await pool.close()
+    await engine.dispose()
 
 
 def _ping_when_idle(engine: Engine) -> None:
@@ -166,12 +180,11 @@ class _Compiled:
 _COMPILED: dict[int, _Compiled] = {}
 
 
-def _compiled(connection: AsyncConnection, statement: Prebuilt) -> _Compiled:
+def _compiled(dialect: Any, statement: Prebuilt) -> _Compiled:
     """The statement as the driver takes it (compiled once per process): SQL text, the values of its
     constants, and the type conversions of its parameters (JSON, dates) that the general path applies."""
     found = _COMPILED.get(id(statement))
     if found is None or found.statement is not statement:
-        dialect = connection.dialect
         compiled = statement.compile(dialect=dialect)
         if "POSTCOMPILE" in compiled.string:
             raise ValueError("prebuilt statements take no expanding parameters")
@@ -189,6 +202,126 @@ def _compiled(connection: AsyncConnection, statement: Prebuilt) -> _Compiled:
     return found
 
 
+class DriverPool:
+    """Driver connections in autocommit mode, for statements compiled once (:func:`read_rows`,
+    :func:`write_rows`) on the request paths that run on every request.
+
+    Checking a connection out of the engine's pool, switching it to autocommit and back, and resetting
+    it on return cost more CPU than the statement itself; these connections are opened in autocommit
+    mode with the engine's connection arguments (the same type adapters) and handed out as they are.
+    A connection that was idle for ``IDLE_PING_SECONDS`` is pinged first; one that comes back broken,
+    closed or inside a transaction (a cancelled request) is closed instead of reused."""
+
+    def __init__(self, engine: AsyncEngine, size: int = DRIVER_POOL_SIZE) -> None:
+        import psycopg
+
+        self._connect = psycopg.AsyncConnection.connect
+        self._idle_status = psycopg.pq.TransactionStatus.IDLE
+        sync = engine.sync_engine
+        self._args, self._kwargs = sync.dialect.create_connect_args(sync.url)
+        self._size = size
+        self._idle: list[tuple[Any, float]] = []
+        self._waiters: deque[asyncio.Future[Any]] = deque()
+        self._open = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        global _PG_DIALECT
+        _PG_DIALECT = engine.dialect
+
+    async def acquire(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new event loop (tests): connections of the old one are left
+            self._loop, self._idle, self._waiters, self._open = loop, [], deque(), 0
+        while self._idle:
+            connection, returned = self._idle.pop()
+            if time.monotonic() - returned < IDLE_PING_SECONDS:
+                return connection
+            try:
+                await connection.execute("SELECT 1")
+            except Exception:
+                await self._discard(connection)
+                continue
+            return connection
+        if self._open >= self._size:
+            waiter: asyncio.Future[Any] = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                handed = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._give(waiter.result())  # handed over as this request was cancelled: pass it on
+                raise
+            if handed is not None:
+                return handed
+        self._open += 1
+        try:
+            return await self._connect(*self._args, autocommit=True, **self._kwargs)
+        except BaseException:
+            self._open -= 1
+            self._give(None)
+            raise
+
+    async def release(self, connection: Any) -> None:
+        if (
+            self._closed
+            or connection.closed
+            or connection.broken
+            or connection.info.transaction_status != self._idle_status
+        ):
+            await self._discard(connection)
+            self._give(None)  # a waiter may open a new one in its place
+            return
+        self._give(connection)
+
+    def _give(self, connection: Any | None) -> None:
+        """Hand a connection (or, with None, the right to open one) to the first waiter, else keep it."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)
+                return
+        if connection is not None:
+            self._idle.append((connection, time.monotonic()))
+
+    async def _discard(self, connection: Any) -> None:
+        self._open -= 1
+        with contextlib.suppress(Exception):
+            await connection.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection, _ in idle:
+            await self._discard(connection)
+
+
+_DRIVER_POOLS: weakref.WeakKeyDictionary[AsyncEngine, DriverPool] = weakref.WeakKeyDictionary()
+_PG_DIALECT: Any = None
+
+
+@asynccontextmanager
+async def hot(engine: AsyncEngine, *, transaction: bool = False) -> AsyncIterator[Any]:
+    """A connection for prebuilt statements only (:func:`read_rows`, :func:`write_rows`): on PostgreSQL
+    a driver connection in autocommit mode (each statement atomic alone), or in one transaction with
+    ``transaction=True``; on SQLite a transaction on the engine, committed at the end."""
+    if engine.dialect.name != "postgresql":
+        async with engine.begin() as connection:
+            yield connection
+        return
+    pool = _DRIVER_POOLS.get(engine)
+    if pool is None:
+        pool = _DRIVER_POOLS[engine] = DriverPool(engine)
+    connection = await pool.acquire()
+    try:
+        if transaction:
+            async with connection.transaction():
+                yield connection
+        else:
+            yield connection
+    finally:
+        await pool.release(connection)
+
+
 def _bound(compiled: _Compiled, parameters: Mapping[str, Any]) -> dict[str, Any]:
     values = dict(compiled.constants)
     for name, value in parameters.items():
@@ -197,14 +330,24 @@ def _bound(compiled: _Compiled, parameters: Mapping[str, Any]) -> dict[str, Any]
     return values
 
 
-async def _driver(connection: AsyncConnection) -> Any:
+async def driver_of(connection: Any) -> Any | None:
+    """The PostgreSQL driver connection behind ``connection`` (one of :func:`hot`'s, or the engine's);
+    None on SQLite."""
+    if not isinstance(connection, AsyncConnection):
+        return connection
+    if connection.dialect.name != "postgresql":
+        return None
     driver = (await connection.get_raw_connection()).driver_connection
     assert driver is not None
     return driver
 
 
+def _dialect_of(connection: Any) -> Any:
+    return connection.dialect if isinstance(connection, AsyncConnection) else _PG_DIALECT
+
+
 async def read_rows(
-    connection: AsyncConnection, statement: Prebuilt, parameters: Mapping[str, Any]
+    connection: Any, statement: Prebuilt, parameters: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
     """The rows of a prebuilt statement (a read, or a write with RETURNING) as dicts.
 
@@ -212,27 +355,29 @@ async def read_rows(
     general execution path (its cost per statement is several times the driver's on the request paths
     that run on every request); parameters are converted as their column types say, and datetimes come
     back in UTC as the column type returns them. On SQLite the statement runs the usual way."""
-    if connection.dialect.name != "postgresql":
+    driver = await driver_of(connection)
+    if driver is None:
         return [dict(row) for row in (await connection.execute(statement, dict(parameters))).mappings()]
-    compiled = _compiled(connection, statement)
-    cursor = await (await _driver(connection)).execute(compiled.sql, _bound(compiled, parameters))
+    compiled = _compiled(_dialect_of(connection), statement)
+    cursor = await driver.execute(compiled.sql, _bound(compiled, parameters))
     names = [column.name for column in cursor.description or ()]
     return [dict(zip(names, map(_utc, row), strict=True)) for row in await cursor.fetchall()]
 
 
 async def write_rows(
-    connection: AsyncConnection, statement: Insert | Update, parameters: Sequence[Mapping[str, Any]]
+    connection: Any, statement: Insert | Update, parameters: Sequence[Mapping[str, Any]]
 ) -> int:
     """Run a prebuilt write once per parameter set (as :func:`read_rows` does on each engine); the
     number of rows it changed."""
     if not parameters:
         return 0
-    if connection.dialect.name != "postgresql":
+    driver = await driver_of(connection)
+    if driver is None:
         many = [dict(values) for values in parameters]
         result = await connection.execute(statement, many if len(many) > 1 else many[0])
         return int(result.rowcount or 0)
-    compiled = _compiled(connection, statement)
-    cursor = (await _driver(connection)).cursor()
+    compiled = _compiled(_dialect_of(connection), statement)
+    cursor = driver.cursor()
     try:
         if len(parameters) == 1:
             await cursor.execute(compiled.sql, _bound(compiled, parameters[0]))

@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from certctl.store.db import read_rows, write_rows
+from certctl.store.db import driver_of, read_rows, write_rows
 from certctl.store.models import (
     AcmeAccount,
     AcmeAuthorization,
@@ -43,16 +43,15 @@ _SPEND_ONE = (
 )
 
 
-async def spend_nonces(connection: AsyncConnection, entries: Sequence[tuple[str, datetime]]) -> set[str]:
+async def spend_nonces(connection: Any, entries: Sequence[tuple[str, datetime]]) -> set[str]:
     """Record nonces as used; the set of those not used before. On PostgreSQL one statement for the
     whole batch (arrays unnested, so the statement is the same whatever the batch size), sent through
     the driver: every ACME request spends a nonce, and this path costs a fraction of the general one;
     on SQLite, in-process, one prepared insert per nonce in the caller's transaction."""
     if not entries:
         return set()
-    if connection.dialect.name == "postgresql":
-        driver = (await connection.get_raw_connection()).driver_connection
-        assert driver is not None
+    driver = await driver_of(connection)
+    if driver is not None:
         cursor = await driver.execute(
             _SPEND_MANY, ([nonce for nonce, _ in entries], [expires for _, expires in entries])
         )
