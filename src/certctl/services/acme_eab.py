@@ -27,7 +27,7 @@ from typing import Any
 
 from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from certctl.errors import Conflict, NotFound, ValidationFailed
 from certctl.keys.envelope import SealError
@@ -36,7 +36,7 @@ from certctl.services.acme import AcmeProfile
 from certctl.services.acme_errors import AcmeError
 from certctl.services.audit import Actor, RequestInfo, audit_record
 from certctl.services.context import ServiceContext
-from certctl.store.db import autocommit_reads, unit_of_work
+from certctl.store.db import autocommit_reads, hot, unit_of_work
 from certctl.store.repositories import acme_eab, audit, rows
 
 HMAC_ALGORITHMS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
@@ -89,9 +89,29 @@ def _aad(kid: str) -> bytes:
     return f"acme-eab:{kid}".encode()
 
 
+BOUND_CACHE_SIZE = 100_000
+
+
 class AcmeEabKeys:
     def __init__(self, context: ServiceContext) -> None:
         self._ctx = context
+        self._bound: dict[str, str] = {}
+        """Account id -> the profile of the EAB key that bound it. A binding is never undone or changed
+        (revoking a key stops it binding new accounts only), so a binding read once holds."""
+
+    async def _bound_profile(self, account_id: str) -> str | None:
+        """The profile of the EAB key bound to the account, None for an account bound by none."""
+        found = self._bound.get(account_id)
+        if found is not None:
+            return found
+        async with hot(self._ctx.engine) as connection:
+            key = await acme_eab.key_of_account(connection, account_id)
+        if key is None:
+            return None
+        if len(self._bound) >= BOUND_CACHE_SIZE:
+            self._bound.clear()
+        self._bound[account_id] = str(key["profile"])
+        return self._bound[account_id]
 
     async def create(
         self,
@@ -230,25 +250,23 @@ class AcmeEabKeys:
         rules = eab_rules(profile.row["rules"])
         if not rules.require_eab:
             return False
-        async with autocommit_reads(self._ctx.engine) as connection:
-            key = await acme_eab.key_of_account(connection, account_id)
-            if key is None or key["profile"] != profile.name:
-                raise AcmeError("unauthorized", "this directory takes orders only from EAB-bound accounts")
-            if not rules.trusted:
-                return False
-            outside = await names_outside(
-                connection,
-                rules=profile.row["rules"],
-                ca_id=(profile.issuer.get("options") or {}).get("ca"),
-                identifiers=identifiers,
-            )
+        if await self._bound_profile(account_id) != profile.name:
+            raise AcmeError("unauthorized", "this directory takes orders only from EAB-bound accounts")
+        if not rules.trusted:
+            return False
+        outside = await names_outside(
+            self._ctx.engine,
+            rules=profile.row["rules"],
+            ca_id=(profile.issuer.get("options") or {}).get("ca"),
+            identifiers=identifiers,
+        )
         if outside:
             raise AcmeError("rejectedIdentifier", "; ".join(outside))
         return True
 
 
 async def names_outside(
-    connection: AsyncConnection,
+    engine: AsyncEngine,
     *,
     rules: Mapping[str, Any],
     ca_id: str | None,
@@ -266,7 +284,7 @@ async def names_outside(
         ]
     if ips and not rules.get("allow_ip_sans", True):
         problems.append("the profile does not allow IP addresses")
-    for constraints in await _chain_constraints(connection, ca_id):
+    for constraints in await _chain_constraints(engine, ca_id):
         if not constraints.is_empty:
             problems += check_names(constraints, dns_names=dns, ip_addresses=ips, emails=())
     return problems
@@ -275,7 +293,7 @@ async def names_outside(
 _CHAIN_CONSTRAINTS: dict[str, tuple[NameConstraints, ...]] = {}
 
 
-async def _chain_constraints(connection: AsyncConnection, ca_id: str | None) -> tuple[NameConstraints, ...]:
+async def _chain_constraints(engine: AsyncEngine, ca_id: str | None) -> tuple[NameConstraints, ...]:
     """The name constraints of a CA and of every CA above it. A CA's constraints and parent are part of
     its certificate and never change, so a complete chain is read once per process."""
     if ca_id is None:
@@ -285,12 +303,13 @@ async def _chain_constraints(connection: AsyncConnection, ca_id: str | None) -> 
         return cached
     found: list[NameConstraints] = []
     current: str | None = ca_id
-    while current is not None and len(found) < 16:
-        ca = await rows.get(connection, rows.CAS, current)
-        if ca is None:
-            return tuple(found)
-        found.append(NameConstraints.from_dict(ca["name_constraints"] or {}))
-        current = ca["parent_id"]
+    async with autocommit_reads(engine) as connection:
+        while current is not None and len(found) < 16:
+            ca = await rows.get(connection, rows.CAS, current)
+            if ca is None:
+                return tuple(found)
+            found.append(NameConstraints.from_dict(ca["name_constraints"] or {}))
+            current = ca["parent_id"]
     if len(_CHAIN_CONSTRAINTS) >= 1000:
         _CHAIN_CONSTRAINTS.clear()
     _CHAIN_CONSTRAINTS[ca_id] = tuple(found)
