@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from certctl.errors import Conflict
 from certctl.store.repositories import audit, certificates
 from certctl.store.repositories.audit import AuditRecord
@@ -21,7 +19,7 @@ class NewCertificate:
 
 
 async def store_new_certificates(
-    connection: AsyncConnection, batch: Sequence[NewCertificate]
+    connection: Any, batch: Sequence[NewCertificate]
 ) -> list[BaseException | None]:
     """One transaction for a whole batch: certificates (duplicate names refused one by one), their
     versions and their audit rows."""

@@ -10,7 +10,7 @@ import contextlib
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,9 +19,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Insert, Select, Update, event, exc
+from sqlalchemy import Insert, Select, Table, Update, bindparam, event, exc, insert, literal
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from certctl.errors import ConfigurationError
 
@@ -169,6 +170,30 @@ Prebuilt = Select[Any] | Insert | Update
 :func:`write_rows`."""
 
 
+_INSERTS: dict[tuple[str, frozenset[str]], Insert] = {}
+
+
+def prebuilt_insert(table: Table, keys: Iterable[str]) -> Insert:
+    """An insert of ``table`` with a bind parameter per given key (built once per table and key set),
+    for :func:`write_rows`. A column not given takes its scalar Python default, as the general path
+    would give it."""
+    given = frozenset(keys)
+    found = _INSERTS.get((table.name, given))
+    if found is None:
+        found = _INSERTS[(table.name, given)] = insert(table).values(insert_values(table, given)).inline()
+    return found
+
+
+def insert_values(table: Table, keys: Iterable[str]) -> dict[str, Any]:
+    """The values clause of :func:`prebuilt_insert`."""
+    values: dict[str, Any] = {name: bindparam(name) for name in keys}
+    for column in table.columns:
+        default = column.default
+        if column.name not in values and isinstance(default, ScalarElementColumnDefault):
+            values[column.name] = literal(default.arg, type_=column.type)
+    return values
+
+
 @dataclass(frozen=True)
 class _Compiled:
     statement: Prebuilt
@@ -216,6 +241,7 @@ class DriverPool:
         import psycopg
 
         self._connect = psycopg.AsyncConnection.connect
+        self.driver_error = psycopg.Error
         self._idle_status = psycopg.pq.TransactionStatus.IDLE
         sync = engine.sync_engine
         self._args, self._kwargs = sync.dialect.create_connect_args(sync.url)
@@ -318,6 +344,8 @@ async def hot(engine: AsyncEngine, *, transaction: bool = False) -> AsyncIterato
                 yield connection
         else:
             yield connection
+    except pool.driver_error as error:  # raised as the engine raises it (IntegrityError, ...)
+        raise exc.DBAPIError.instance(None, None, error, pool.driver_error) from error
     finally:
         await pool.release(connection)
 

@@ -14,13 +14,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from certctl.store.db import hot
 
 Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
-Flush = Callable[[AsyncConnection, Sequence[Item]], Awaitable[Sequence[Outcome | BaseException]]]
+Flush = Callable[[Any, Sequence[Item]], Awaitable[Sequence[Outcome | BaseException]]]
+"""Writes a batch on a :func:`certctl.store.db.hot` connection in a transaction (prebuilt statements only)."""
 
 
 @dataclass
@@ -73,7 +76,7 @@ class GroupCommitter(Generic[Item, Outcome]):
         batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
         outcomes: Sequence[Outcome | BaseException]
         try:
-            async with self._engine.begin() as connection:
+            async with hot(self._engine, transaction=True) as connection:
                 outcomes = await self._flush(connection, [e.item for e in batch])
         except Exception as exc:
             if len(batch) > 1:
@@ -86,7 +89,7 @@ class GroupCommitter(Generic[Item, Outcome]):
     async def _one_by_one(self, batch: list[_Entry[Item, Outcome]]) -> None:
         for entry in batch:
             try:
-                async with self._engine.begin() as connection:
+                async with hot(self._engine, transaction=True) as connection:
                     (outcome,) = await self._flush(connection, [entry.item])
             except Exception as exc:
                 outcome = exc

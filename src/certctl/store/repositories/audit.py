@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from certctl.store.db import prebuilt_insert, write_rows
 from certctl.store.models import AuditChainHead, AuditEvent, table_of
 
 EVENTS = table_of(AuditEvent)
@@ -75,9 +76,10 @@ def record_values(record: AuditRecord) -> dict[str, Any]:
     return values
 
 
-async def append(connection: AsyncConnection, records: Sequence[AuditRecord]) -> None:
+async def append(connection: Any, records: Sequence[AuditRecord]) -> None:
     if records:
-        await connection.execute(insert(EVENTS), [record_values(r) for r in records])
+        values = [record_values(r) for r in records]
+        await write_rows(connection, prebuilt_insert(EVENTS, values[0].keys()), values)
 
 
 async def seal_pending(connection: AsyncConnection, *, batch: int = 5000) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -14,10 +14,10 @@ from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.dml import ReturningInsert
 
 from certctl.domain.rbac import ScopeFilter
 from certctl.errors import ValidationFailed
+from certctl.store.db import driver_of, insert_values, prebuilt_insert, read_rows, write_rows
 from certctl.store.models import CertificateVersion, ManagedCertificate, table_of
 
 CERTS = table_of(ManagedCertificate)
@@ -252,21 +252,36 @@ async def mark_revoked(
 
 
 async def insert_certificates_skipping_taken_names(
-    connection: AsyncConnection, records: Sequence[dict[str, Any]]
+    connection: Any, records: Sequence[dict[str, Any]]
 ) -> set[str]:
-    """Insert many managed certificates in one statement; a name already taken (by an existing row or an
-    earlier row of the same batch) is skipped instead of failing the batch. Returns the inserted ids."""
-    statement: ReturningInsert[Any]
-    if connection.dialect.name == "postgresql":
-        statement = (
-            postgresql_insert(CERTS).on_conflict_do_nothing(index_elements=["name"]).returning(CERTS.c.id)
-        )
-    else:
-        statement = sqlite_insert(CERTS).on_conflict_do_nothing(index_elements=["name"]).returning(CERTS.c.id)
+    """Insert many managed certificates; a name already taken (by an existing row or an earlier row of
+    the same batch) is skipped instead of failing the batch. Returns the inserted ids. On PostgreSQL
+    one prebuilt statement per row through the driver, on SQLite one statement for the batch."""
+    if await driver_of(connection) is not None:
+        inserted: set[str] = set()
+        for record in records:
+            statement = _skipping_taken_name(record.keys())
+            inserted.update(str(row["id"]) for row in await read_rows(connection, statement, record))
+        return inserted
+    statement = sqlite_insert(CERTS).on_conflict_do_nothing(index_elements=["name"]).returning(CERTS.c.id)
     result = await connection.execute(statement, list(records))
     return {str(row.id) for row in result}
 
 
-async def insert_versions(connection: AsyncConnection, records: Sequence[dict[str, Any]]) -> None:
+_SKIPPING: dict[frozenset[str], Any] = {}
+
+
+def _skipping_taken_name(keys: Iterable[str]) -> Any:
+    given = frozenset(keys)
+    found = _SKIPPING.get(given)
+    if found is None:
+        statement = postgresql_insert(CERTS).values(insert_values(CERTS, given))
+        found = _SKIPPING[given] = statement.on_conflict_do_nothing(index_elements=["name"]).returning(
+            CERTS.c.id
+        )
+    return found
+
+
+async def insert_versions(connection: Any, records: Sequence[dict[str, Any]]) -> None:
     if records:
-        await connection.execute(insert(VERSIONS), list(records))
+        await write_rows(connection, prebuilt_insert(VERSIONS, records[0].keys()), records)
