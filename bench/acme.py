@@ -356,9 +356,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
             )
             engine = "PostgreSQL" if database_url else "SQLite"
             flow = "always poll" if args.always_poll else "poll only what is not final"
-            print(
-                f"certctl: {engine}, {args.workers} worker(s); {flow}, every {args.poll_ms} ms", flush=True
-            )
+            print(f"certctl: {engine}, {args.workers} worker(s); {flow}, every {args.poll_ms} ms", flush=True)
             targets = [
                 Target("certctl http-01", f"{server.url}/acme/bench/directory", server.ca, server.pid),
                 trusted_target(server),

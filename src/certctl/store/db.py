@@ -237,7 +237,7 @@ class DriverPool:
     A connection that was idle for ``IDLE_PING_SECONDS`` is pinged first; one that comes back broken,
     closed or inside a transaction (a cancelled request) is closed instead of reused."""
 
-    def __init__(self, engine: AsyncEngine, size: int = DRIVER_POOL_SIZE) -> None:
+    def __init__(self, engine: AsyncEngine, size: int | None = None) -> None:
         import psycopg
 
         self._connect = psycopg.AsyncConnection.connect
@@ -245,7 +245,7 @@ class DriverPool:
         self._idle_status = psycopg.pq.TransactionStatus.IDLE
         sync = engine.sync_engine
         self._args, self._kwargs = sync.dialect.create_connect_args(sync.url)
-        self._size = size
+        self._size = size or DRIVER_POOL_SIZE
         self._idle: list[tuple[Any, float]] = []
         self._waiters: deque[asyncio.Future[Any]] = deque()
         self._open = 0
