@@ -181,7 +181,7 @@ class AcmeOrders:
             ]
         if authorizations and all(a["status"] == "valid" for a in authorizations):
             order["status"] = "ready"
-        async with hot(self._ctx.engine, transaction=True) as connection:
+        async with hot(self._ctx.engine) as connection:
             await acme.insert_order(
                 connection, order=order, authorizations=authorizations, challenges=challenges
             )

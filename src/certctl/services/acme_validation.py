@@ -52,12 +52,29 @@ class ChallengeValidator:
         self._running: set[asyncio.Task[dict[str, Any] | None]] = set()
         self._dns: dns.asyncresolver.Resolver | None = None
 
-    def start(self, challenge_id: str) -> asyncio.Task[dict[str, Any] | None]:
-        """Validate in the background; the task is kept referenced until it ends."""
-        task = asyncio.get_running_loop().create_task(self.validate(challenge_id))
+    def start(
+        self, challenge_id: str, *, context: dict[str, Any] | None = None
+    ) -> asyncio.Task[dict[str, Any] | None]:
+        """Validate in the background; the task is kept referenced until it ends. ``context``: what
+        :func:`validation_context` would read, when the caller has just read it (see ``context_of``)."""
+        task = asyncio.get_running_loop().create_task(self.validate(challenge_id, context=context))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         return task
+
+    @staticmethod
+    def context_of(challenge: dict[str, Any], authz: dict[str, Any], thumbprint: str) -> dict[str, Any]:
+        """A validation's context from a challenge just set processing, its authorization (as
+        ``challenge_in_context`` reads them) and its account's key thumbprint."""
+        return challenge | {
+            "status": "processing",
+            "identifier_type": authz["identifier_type"],
+            "identifier_value": authz["identifier_value"],
+            "wildcard": authz["wildcard"],
+            "order_id": authz["order_id"],
+            "order_authorizations": authz["order_authorizations"],
+            "jwk_thumbprint": thumbprint,
+        }
 
     async def settle(self, task: asyncio.Task[dict[str, Any] | None]) -> dict[str, Any] | None:
         """The challenge's new fields if its validation ends within ``INLINE_WAIT_SECONDS`` (the answer to
@@ -82,12 +99,16 @@ class ChallengeValidator:
             await self.validate(challenge_id)
         return len(stale)
 
-    async def validate(self, challenge_id: str) -> dict[str, Any] | None:
+    async def validate(
+        self, challenge_id: str, *, context: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
         """Check the challenge and store the outcome: the challenge's new fields, None when it was not
         (or no longer) processing or the check could not run."""
         try:
-            async with hot(self._ctx.engine) as connection:
-                found = await acme.validation_context(connection, challenge_id)
+            found = context
+            if found is None:
+                async with hot(self._ctx.engine) as connection:
+                    found = await acme.validation_context(connection, challenge_id)
             if found is None or found["status"] != "processing":
                 return None
             challenge = {k: found[k] for k in ("id", "authorization_id", "type", "token", "status")}
@@ -104,7 +125,10 @@ class ChallengeValidator:
                     )
             except AcmeError as exc:
                 error = exc
-            return await self._record(challenge_id, found["authorization_id"], found["order_id"], error)
+            single = found["order_authorizations"] == 1
+            return await self._record(
+                challenge_id, found["authorization_id"], found["order_id"], error, single=single
+            )
         except Exception:  # the challenge stays processing; the sweep runs it again
             log.warning("validation of ACME challenge %s failed to run", challenge_id, exc_info=True)
             return None
@@ -128,12 +152,14 @@ class ChallengeValidator:
             raise AcmeError("serverInternal", f"challenge type {kind!r} is not validated here")
 
     async def _record(
-        self, challenge_id: str, authz_id: str, order_id: str, error: AcmeError | None
+        self, challenge_id: str, authz_id: str, order_id: str, error: AcmeError | None, *, single: bool
     ) -> dict[str, Any] | None:
+        """Store the outcome; ``single``: the order has this one authorization (one statement)."""
         now = self._ctx.clock.now()
         problem = error.as_problem() if error else None
-        async with hot(self._ctx.engine, transaction=True) as connection:
-            recorded = await acme.record_validation(
+        record = acme.record_single_validation if single else acme.record_validation
+        async with hot(self._ctx.engine, transaction=not single) as connection:
+            recorded = await record(
                 connection,
                 challenge_id=challenge_id,
                 authz_id=authz_id,

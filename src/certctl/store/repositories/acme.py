@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -97,17 +98,56 @@ _INSERT_CHALLENGE = insert(CHALLENGES).values({c.name: bindparam(c.name) for c i
 
 
 async def insert_order(
-    connection: AsyncConnection,
+    connection: Any,
     *,
     order: dict[str, Any],
     authorizations: Sequence[dict[str, Any]],
     challenges: Sequence[dict[str, Any]],
 ) -> None:
-    """An order with its authorizations and their challenges (every column given), in the caller's
-    transaction."""
-    await write_rows(connection, _INSERT_ORDER, [order])
-    await write_rows(connection, _INSERT_AUTHORIZATION, authorizations)
-    await write_rows(connection, _INSERT_CHALLENGE, challenges)
+    """An order with its authorizations and their challenges (every column given), atomically: on
+    PostgreSQL one statement for an order of up to four names (foreign keys are checked at its end), else
+    three in a transaction (the caller's, or one opened on a driver connection)."""
+    driver = await driver_of(connection)
+    small = len(authorizations) <= SINGLE_STATEMENT_AUTHORIZATIONS and len(challenges) <= 3 * len(
+        authorizations
+    )
+    if driver is None or not small:
+        async with driver.transaction() if driver is connection else contextlib.nullcontext():
+            await write_rows(connection, _INSERT_ORDER, [order])
+            await write_rows(connection, _INSERT_AUTHORIZATION, authorizations)
+            await write_rows(connection, _INSERT_CHALLENGE, challenges)
+        return
+    parameters = dict(order)
+    for prefix, rows in (("a", authorizations), ("c", challenges)):
+        for index, row in enumerate(rows):
+            parameters.update({f"{prefix}{index}_{name}": value for name, value in row.items()})
+    await read_rows(connection, _order_insert(len(authorizations), len(challenges)), parameters)
+
+
+SINGLE_STATEMENT_AUTHORIZATIONS = 4
+"""Orders up to this many names are stored by one statement (one built per shape, so their number stays
+small); bigger ones by three in a transaction."""
+_ORDER_INSERTS: dict[tuple[int, int], Select[Any]] = {}
+
+
+def _order_insert(authorizations: int, challenges: int) -> Select[Any]:
+    """The order, its authorizations and challenges as one statement (data-modifying CTEs), built once
+    per number of authorizations and challenges."""
+    found = _ORDER_INSERTS.get((authorizations, challenges))
+    if found is not None:
+        return found
+    steps = [insert(ORDERS).values({c.name: bindparam(c.name, type_=c.type) for c in ORDERS.columns})]
+    for prefix, table, count in (("a", AUTHORIZATIONS, authorizations), ("c", CHALLENGES, challenges)):
+        if count:
+            rows = [
+                {c.name: bindparam(f"{prefix}{i}_{c.name}", type_=c.type) for c in table.columns}
+                for i in range(count)
+            ]
+            steps.append(insert(table).values(rows))
+    ctes = [step.returning(step.table.c.id).cte(f"new_{step.table.name}") for step in steps]
+    found = select(*(select(func.count()).select_from(cte).scalar_subquery() for cte in ctes))
+    _ORDER_INSERTS[(authorizations, challenges)] = found
+    return found
 
 
 _ORDER_AND_AUTHORIZATIONS = (
@@ -192,6 +232,7 @@ _CHALLENGE_IN_CONTEXT = (
     select(
         CHALLENGES,
         ORDERS.c.account_id,
+        ORDERS.c.identifiers.label("order_identifiers"),
         *(column.label(f"authz_{column.name}") for column in AUTHORIZATIONS.columns),
     )
     .join(AUTHORIZATIONS, AUTHORIZATIONS.c.id == CHALLENGES.c.authorization_id)
@@ -226,6 +267,7 @@ async def challenge_in_context(
     row = rows[0]
     challenge = {name: row[name] for name in _CHALLENGE_COLUMNS}
     authz = {name: row[f"authz_{name}"] for name in _AUTHZ_COLUMNS}
+    authz["order_authorizations"] = len(row["order_identifiers"] or ())
     return challenge, authz, str(row["account_id"])
 
 
@@ -236,6 +278,7 @@ VALIDATION_CONTEXT = (
         AUTHORIZATIONS.c.identifier_value,
         AUTHORIZATIONS.c.wildcard,
         AUTHORIZATIONS.c.order_id,
+        ORDERS.c.identifiers.label("order_identifiers"),
         ACCOUNTS.c.jwk_thumbprint,
     )
     .join(AUTHORIZATIONS, AUTHORIZATIONS.c.id == CHALLENGES.c.authorization_id)
@@ -246,10 +289,14 @@ VALIDATION_CONTEXT = (
 
 
 async def validation_context(connection: AsyncConnection, challenge_id: str) -> dict[str, Any] | None:
-    """A challenge with what validating it needs (its identifier and its account's key thumbprint), in
-    one read."""
+    """A challenge with what validating it needs (its identifier, its account's key thumbprint, how many
+    authorizations its order has), in one read."""
     rows = await read_rows(connection, VALIDATION_CONTEXT, {"challenge_id": challenge_id})
-    return rows[0] if rows else None
+    if not rows:
+        return None
+    found = rows[0]
+    found["order_authorizations"] = len(found.pop("order_identifiers") or ())
+    return found
 
 
 _START_VALIDATION = (
@@ -339,7 +386,7 @@ _ORDER_READY = (
 
 
 async def record_validation(
-    connection: AsyncConnection,
+    connection: Any,
     *,
     challenge_id: str,
     authz_id: str,
@@ -369,6 +416,85 @@ async def record_validation(
         connection, _ORDER_INVALID if error else _ORDER_READY, [{"order_id": order_id, "now": now}]
     )
     return True
+
+
+def _single_outcome() -> Select[Any]:
+    """A validation's outcome for an order of one authorization, as one statement (PostgreSQL): the
+    challenge, then its authorization if the challenge was still processing, then the order if the
+    authorization was still pending. Each step depends on the row the one before it changed, so the
+    statement changes all or nothing; with no other authorization to race with, no lock is needed."""
+    challenge = (
+        update(CHALLENGES)
+        .where(CHALLENGES.c.id == bindparam("challenge_id"), CHALLENGES.c.status == "processing")
+        .values(
+            status=bindparam("status"),
+            error=bindparam("error"),
+            validated_at=bindparam("validated_at"),
+            updated_at=bindparam("now"),
+        )
+        .returning(CHALLENGES.c.id)
+        .cte("recorded_challenge")
+    )
+    authz = (
+        update(AUTHORIZATIONS)
+        .where(
+            AUTHORIZATIONS.c.id == bindparam("authz_id"),
+            AUTHORIZATIONS.c.status == "pending",
+            select(challenge.c.id).exists(),
+        )
+        .values(status=bindparam("status"))
+        .returning(AUTHORIZATIONS.c.id)
+        .cte("recorded_authz")
+    )
+    order = (
+        update(ORDERS)
+        .where(
+            ORDERS.c.id == bindparam("order_id"),
+            ORDERS.c.status == "pending",
+            select(authz.c.id).exists(),
+        )
+        .values(status=bindparam("order_status"), updated_at=bindparam("now"))
+        .returning(ORDERS.c.id)
+        .cte("recorded_order")
+    )
+    return select(
+        *(
+            select(func.count()).select_from(step).scalar_subquery().label(name)
+            for step, name in ((challenge, "challenge"), (authz, "authz"), (order, "order_changed"))
+        )
+    )
+
+
+_SINGLE_OUTCOME = _single_outcome()
+
+
+async def record_single_validation(
+    connection: Any,
+    *,
+    challenge_id: str,
+    authz_id: str,
+    order_id: str,
+    error: dict[str, Any] | None,
+    now: datetime,
+) -> bool:
+    """:func:`record_validation` for an order of one authorization: one statement on PostgreSQL (on a
+    connection in autocommit mode); on SQLite the same four statements in the caller's transaction."""
+    if await driver_of(connection) is None:
+        return await record_validation(
+            connection, challenge_id=challenge_id, authz_id=authz_id, order_id=order_id, error=error, now=now
+        )
+    parameters = {
+        "challenge_id": challenge_id,
+        "authz_id": authz_id,
+        "order_id": order_id,
+        "status": "invalid" if error else "valid",
+        "order_status": "invalid" if error else "ready",
+        "error": error,
+        "validated_at": None if error else now,
+        "now": now,
+    }
+    (row,) = await read_rows(connection, _SINGLE_OUTCOME, parameters)
+    return bool(row["challenge"])
 
 
 async def stale_processing_challenges(
