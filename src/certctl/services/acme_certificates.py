@@ -84,6 +84,7 @@ class AcmeCertificates:
             sans=tuple(value for _, value in sorted(asked)),
             auto_renew=False,
             source="acme",
+            parsed_csr=parsed,
         )
         try:
             outcome = await self._issuance.issue(request=request, actor=account_actor(account))

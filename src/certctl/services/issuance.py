@@ -21,6 +21,7 @@ from certctl.errors import (
     PolicyViolation,
     ValidationFailed,
 )
+from certctl.pki.csr import ParsedCsr
 from certctl.pki.errors import PkiError
 from certctl.pki.export import cert_pem, fingerprint_sha256
 from certctl.pki.keys import (
@@ -67,6 +68,8 @@ class IssueRequest:
     environment: str = ""
     auto_renew: bool = True
     source: str = "api"
+    parsed_csr: ParsedCsr | None = field(default=None, compare=False, repr=False)
+    """``csr_pem`` already parsed and its signature verified by the caller (ACME finalize): not again."""
 
 
 @dataclass(frozen=True)

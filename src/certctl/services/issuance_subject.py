@@ -50,10 +50,14 @@ def requested_subject(
     """The subject to certify: from the CSR (names checked against the request) or a fresh server-side key."""
     dns_names, ip_addresses = split_sans(request.sans)
     if request.csr_pem is not None:
-        try:
-            parsed: ParsedCsr = parse_csr(request.csr_pem)
-        except CsrError as exc:
-            raise BadCsr(exc.message) from exc
+        parsed: ParsedCsr
+        if request.parsed_csr is not None:
+            parsed = request.parsed_csr
+        else:
+            try:
+                parsed = parse_csr(request.csr_pem)
+            except CsrError as exc:
+                raise BadCsr(exc.message) from exc
         csr_dns, csr_ips = parsed.dns_names, parsed.ip_addresses
         if parsed.common_name and parsed.common_name.lower() not in csr_dns and not csr_ips:
             csr_dns = (parsed.common_name.lower(), *csr_dns)
@@ -69,7 +73,9 @@ def requested_subject(
             key_info=parsed.key,
             public_key=parsed.public_key,
             private_key=None,
-            csr_pem=parsed.csr.public_bytes(serialization.Encoding.PEM).decode(),
+            csr_pem=request.csr_pem
+            if request.parsed_csr is not None
+            else parsed.csr.public_bytes(serialization.Encoding.PEM).decode(),
         )
     if not profile.allow_server_keygen:
         raise PolicyViolation(f"profile {profile.name!r} requires a CSR: server-side key generation is off")
