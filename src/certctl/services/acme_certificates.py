@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from certctl.domain.rbac import global_access
 from certctl.domain.revocation import RevocationReason
 from certctl.errors import BadCsr, CertctlError, Conflict, NameConstraintViolation, PolicyViolation
-from certctl.pki.csr import parse_csr
+from certctl.pki.csr import ParsedCsr, parse_csr
 from certctl.pki.errors import CsrError
 from certctl.pki.export import fingerprint_sha256
 from certctl.services.acme import AcmeProfile
@@ -55,33 +55,50 @@ class AcmeCertificates:
         self._issuance = issuance
         self._revocation = revocation
 
-    async def finalize(
-        self, *, account: dict[str, Any], order: dict[str, Any], profile: AcmeProfile, payload: dict[str, Any]
-    ) -> dict[str, Any]:
-        if order["status"] != "ready":
-            raise AcmeError("orderNotReady", f"the order is {order['status']}, not ready")
-        der = b64url_decode(payload.get("csr"), "csr", "badCSR")
-        try:
-            parsed = parse_csr(der)
-        except CsrError as exc:
-            raise AcmeError("badCSR", exc.message) from None
-        asked = {(i["type"], i["value"]) for i in order["identifiers"]}
-        dns_names = set(parsed.dns_names)
-        if parsed.common_name and not parsed.ip_addresses:
-            dns_names.add(parsed.common_name.lower())
-        in_csr = {("dns", n) for n in dns_names} | {("ip", a) for a in parsed.ip_addresses}
-        if in_csr != asked:
-            raise AcmeError("badCSR", "the names in the CSR differ from the order's identifiers")
-        now = self._ctx.clock.now()
+    async def claim(
+        self, *, account: dict[str, Any], order_id: str
+    ) -> tuple[dict[str, Any], list[str]] | None:
+        """The account's ready order, now processing for this finalize, and its authorization ids; None
+        when it is not one (the caller reads it to say why)."""
         async with hot(self._ctx.engine) as connection:
-            if not await acme.start_finalize(connection, order["id"], now=now):
-                raise AcmeError("orderNotReady", "the order is being finalized already")
+            return await acme.claim_for_finalize(
+                connection, order_id=order_id, account_id=account["id"], now=self._ctx.clock.now()
+            )
+
+    async def release(self, order_id: str) -> None:
+        """A claimed order goes back to ready (the finalize that claimed it was refused)."""
+        await self._set(order_id, {"status": "ready"})
+
+    async def finalize(
+        self,
+        *,
+        account: dict[str, Any],
+        order: dict[str, Any],
+        profile: AcmeProfile,
+        payload: dict[str, Any],
+        claimed: bool = False,
+    ) -> dict[str, Any]:
+        """Issue the order's certificate from the CSR in ``payload``. ``claimed``: :meth:`claim` already
+        made the order processing (it goes back to ready if the CSR is refused)."""
+        if not claimed and order["status"] != "ready":
+            raise AcmeError("orderNotReady", f"the order is {order['status']}, not ready")
+        try:
+            parsed = self._csr_for(order, payload)
+        except AcmeError:
+            if claimed:
+                await self.release(order["id"])
+            raise
+        now = self._ctx.clock.now()
+        if not claimed:
+            async with hot(self._ctx.engine) as connection:
+                if not await acme.start_finalize(connection, order["id"], now=now):
+                    raise AcmeError("orderNotReady", "the order is being finalized already")
         request = IssueRequest(
             name=f"acme-{order['id']}",
             issuer=profile.issuer["id"],
             profile=profile.row["id"],
             csr_pem=parsed.csr.public_bytes(serialization.Encoding.PEM).decode(),
-            sans=tuple(value for _, value in sorted(asked)),
+            sans=tuple(value for _, value in sorted((i["type"], i["value"]) for i in order["identifiers"])),
             auto_renew=False,
             source="acme",
             parsed_csr=parsed,
@@ -109,6 +126,23 @@ class AcmeCertificates:
                     now=self._ctx.clock.now(),
                 )
         return order | {"status": "processing"} | changes
+
+    @staticmethod
+    def _csr_for(order: dict[str, Any], payload: dict[str, Any]) -> ParsedCsr:
+        """The payload's CSR, parsed and verified, naming exactly the order's identifiers (badCSR)."""
+        der = b64url_decode(payload.get("csr"), "csr", "badCSR")
+        try:
+            parsed = parse_csr(der)
+        except CsrError as exc:
+            raise AcmeError("badCSR", exc.message) from None
+        asked = {(i["type"], i["value"]) for i in order["identifiers"]}
+        dns_names = set(parsed.dns_names)
+        if parsed.common_name and not parsed.ip_addresses:
+            dns_names.add(parsed.common_name.lower())
+        in_csr = {("dns", n) for n in dns_names} | {("ip", a) for a in parsed.ip_addresses}
+        if in_csr != asked:
+            raise AcmeError("badCSR", "the names in the CSR differ from the order's identifiers")
+        return parsed
 
     async def refresh(self, order: dict[str, Any]) -> dict[str, Any]:
         """An order held for approval: valid once the approved run issued its certificate, invalid when

@@ -85,6 +85,12 @@ def test_issue_download_and_revoke(acme_app: tuple[TestClient, Any], responder: 
     garbage = acme.post(created.json()["finalize"], {"csr": b64url(b"\x30\x03\x02\x01\x00")})
     assert garbage.json()["type"] == ERR + "badCSR"
     assert client.portal.call(counts, services.context.engine)[:2] == before[:2]  # type: ignore[union-attr]
+    assert acme.post(order_url, None).json()["status"] == "ready"  # a refused CSR leaves the order ready
+    other = AcmeTestClient(client, acme.directory_url)
+    other.register()
+    good = {"csr": b64url(_der(csr_pem("www.example.test", "example.test")))}
+    assert other.post(created.json()["finalize"], good).status_code == 404  # not another account's to take
+    assert acme.post(order_url, None).json()["status"] == "ready"
 
     key = ec.generate_private_key(ec.SECP256R1())
     csr = _der(csr_pem("www.example.test", "example.test", key=key))
@@ -92,6 +98,9 @@ def test_issue_download_and_revoke(acme_app: tuple[TestClient, Any], responder: 
     assert finalized.status_code == 200, finalized.text
     order = finalized.json()
     assert order["status"] == "valid"
+    assert order["authorizations"] == created.json()["authorizations"]
+    again = acme.post(created.json()["finalize"], {"csr": b64url(csr)})
+    assert again.json()["type"] == ERR + "orderNotReady"
     chain = acme.post(order["certificate"], None)
     assert chain.headers["content-type"] == "application/pem-certificate-chain"
     certs = x509.load_pem_x509_certificates(chain.content)

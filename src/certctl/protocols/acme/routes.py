@@ -262,13 +262,24 @@ async def _finalize(
     server: AcmeServer, profile: AcmeProfile, urls: views.Urls, verified: Verified, order_id: str
 ) -> Response:
     account = _account_of(verified)
-    order, authz_ids = await server.orders.order(account=account, order_id=order_id)
+    claimed = None
+    if verified.payload is not None:  # the usual case: the ready order is taken in the same statement
+        claimed = await server.certificates.claim(account=account, order_id=order_id)
+    if claimed is None:
+        order, authz_ids = await server.orders.order(account=account, order_id=order_id)
+    else:
+        order, authz_ids = claimed
     if verified.payload is None:
         raise AcmeError("malformed", "finalize needs a payload with the CSR")
     if order["profile"] != profile.name:
-        profile = await server.profiles.resolve(order["profile"])
+        try:
+            profile = await server.profiles.resolve(order["profile"])
+        except AcmeError:
+            if claimed is not None:
+                await server.certificates.release(order_id)
+            raise
     finalized = await server.certificates.finalize(
-        account=account, order=order, profile=profile, payload=verified.payload
+        account=account, order=order, profile=profile, payload=verified.payload, claimed=claimed is not None
     )
     await server.ari.supersede(order=finalized)
     return _order_response(server, urls, finalized, authz_ids)

@@ -170,6 +170,49 @@ async def order_and_authorizations(
     return order, [str(row["authz_id"]) for row in rows if row["authz_id"] is not None]
 
 
+_CLAIM_FOR_FINALIZE = (
+    update(ORDERS)
+    .where(
+        ORDERS.c.id == bindparam("order_id"),
+        ORDERS.c.account_id == bindparam("owner"),
+        ORDERS.c.status == "ready",
+    )
+    .values(status="processing", updated_at=bindparam("now"))
+    .returning(*ORDERS.columns)
+)
+_CLAIMED = _CLAIM_FOR_FINALIZE.cte("claimed")
+_CLAIM_WITH_AUTHORIZATIONS = (
+    select(_CLAIMED, AUTHORIZATIONS.c.id.label("authz_id"))
+    .outerjoin(AUTHORIZATIONS, AUTHORIZATIONS.c.order_id == _CLAIMED.c.id)
+    .order_by(AUTHORIZATIONS.c.identifier_value)
+)
+_AUTHORIZATION_IDS = (
+    select(AUTHORIZATIONS.c.id.label("authz_id"))
+    .where(AUTHORIZATIONS.c.order_id == bindparam("order_id"))
+    .order_by(AUTHORIZATIONS.c.identifier_value)
+)
+
+
+async def claim_for_finalize(
+    connection: Any, *, order_id: str, account_id: str, now: datetime
+) -> tuple[dict[str, Any], list[str]] | None:
+    """The account's ready order becomes processing (this finalize owns it): the order as it now is and
+    the ids of its authorizations; None when it is not the account's, not ready or taken by another
+    finalize. One statement on PostgreSQL; on SQLite the change, then the ids (in-process)."""
+    parameters = {"order_id": order_id, "owner": account_id, "now": now}
+    if await driver_of(connection) is not None:
+        rows = await read_rows(connection, _CLAIM_WITH_AUTHORIZATIONS, parameters)
+    else:
+        rows = await read_rows(connection, _CLAIM_FOR_FINALIZE, parameters)
+        if rows:
+            ids = await read_rows(connection, _AUTHORIZATION_IDS, {"order_id": order_id})
+            rows = [rows[0] | row for row in ids] or [rows[0] | {"authz_id": None}]
+    if not rows:
+        return None
+    order = {name: rows[0][name] for name in _ORDER_COLUMNS}
+    return order, [str(row["authz_id"]) for row in rows if row["authz_id"] is not None]
+
+
 async def update_order(connection: AsyncConnection, order_id: str, values: dict[str, Any]) -> None:
     await connection.execute(update(ORDERS).where(ORDERS.c.id == order_id).values(**values))
 
