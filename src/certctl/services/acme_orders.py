@@ -291,6 +291,12 @@ class AcmeOrders:
         """RFC 8555 §7.5.1: the client is ready; a pending challenge becomes ``processing``. Returns the
         challenge, its authorization (as read before the change) and True when this call started the
         validation (the caller schedules it)."""
+        async with hot(self._ctx.engine) as connection:
+            claimed = await acme.claim_challenge(
+                connection, challenge_id=challenge_id, account_id=account["id"], now=self._ctx.clock.now()
+            )
+        if claimed is not None:  # the usual case: read and changed by one statement
+            return claimed[0], claimed[1], True
         challenge, authz = await self.challenge(account=account, challenge_id=challenge_id)
         if challenge["status"] != "pending":
             return challenge, authz, False

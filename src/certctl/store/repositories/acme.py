@@ -284,6 +284,54 @@ _CHALLENGE_IN_CONTEXT = (
 )
 
 
+_CLAIM_CHALLENGE = (
+    update(CHALLENGES)
+    .where(
+        CHALLENGES.c.id == bindparam("challenge_id"),
+        CHALLENGES.c.status == "pending",
+        select(AUTHORIZATIONS.c.id)
+        .join(ORDERS, ORDERS.c.id == AUTHORIZATIONS.c.order_id)
+        .where(
+            AUTHORIZATIONS.c.id == CHALLENGES.c.authorization_id,
+            AUTHORIZATIONS.c.status == "pending",
+            AUTHORIZATIONS.c.expires_at > bindparam("now"),
+            ORDERS.c.account_id == bindparam("owner"),
+        )
+        .exists(),
+    )
+    .values(status="processing", updated_at=bindparam("now"))
+    .returning(*CHALLENGES.columns)
+)
+_CLAIMED_CHALLENGE = _CLAIM_CHALLENGE.cte("claimed_challenge")
+_CLAIM_CHALLENGE_IN_CONTEXT = (
+    select(
+        _CLAIMED_CHALLENGE,
+        ORDERS.c.account_id,
+        ORDERS.c.identifiers.label("order_identifiers"),
+        *(column.label(f"authz_{column.name}") for column in AUTHORIZATIONS.columns),
+    )
+    .join(AUTHORIZATIONS, AUTHORIZATIONS.c.id == _CLAIMED_CHALLENGE.c.authorization_id)
+    .join(ORDERS, ORDERS.c.id == AUTHORIZATIONS.c.order_id)
+)
+
+
+async def claim_challenge(
+    connection: Any, *, challenge_id: str, account_id: str, now: datetime
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """A pending challenge of the account, whose authorization is pending and unexpired, becomes
+    processing (this request starts its validation): the challenge as it now is and its authorization
+    (as :func:`challenge_in_context` gives them); None otherwise (the caller reads it to say why). One
+    statement on PostgreSQL; on SQLite the change, then the read (in-process)."""
+    parameters = {"challenge_id": challenge_id, "owner": account_id, "now": now}
+    if await driver_of(connection) is None:
+        if not await read_rows(connection, _CLAIM_CHALLENGE, parameters):
+            return None
+        found = await challenge_in_context(connection, challenge_id)
+        return None if found is None else (found[0], found[1])
+    rows = await read_rows(connection, _CLAIM_CHALLENGE_IN_CONTEXT, parameters)
+    return _in_context(rows[0])[:2] if rows else None
+
+
 async def authorization_with_challenges(
     connection: AsyncConnection, authz_id: str
 ) -> tuple[dict[str, Any], str, list[dict[str, Any]]] | None:
@@ -305,9 +353,10 @@ async def challenge_in_context(
 ) -> tuple[dict[str, Any], dict[str, Any], str] | None:
     """A challenge, its authorization and the account that owns its order, in one read."""
     rows = await read_rows(connection, _CHALLENGE_IN_CONTEXT, {"challenge_id": challenge_id})
-    if not rows:
-        return None
-    row = rows[0]
+    return _in_context(rows[0]) if rows else None
+
+
+def _in_context(row: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str]:
     challenge = {name: row[name] for name in _CHALLENGE_COLUMNS}
     authz = {name: row[f"authz_{name}"] for name in _AUTHZ_COLUMNS}
     authz["order_authorizations"] = len(row["order_identifiers"] or ())
