@@ -52,3 +52,27 @@ def test_every_answered_issue_is_stored(api: ApiHarness, clients: int) -> None:
     issued = api.run(issue_all)
     listed = api.get("/api/v1/certificates", params={"limit": 500, "q": f"n{clients}-"}).json()["items"]
     assert {c["id"] for c in listed} == {i.certificate["id"] for i in issued}
+
+
+def test_one_at_a_time_stores_all_or_nothing(api: ApiHarness) -> None:
+    """Alone in its batch (one statement on PostgreSQL, no transaction around it), an issuance stores
+    its certificate, version and audit row together, or none of them."""
+
+    async def issue(request: IssueRequest) -> Issued | BaseException:
+        try:
+            return await api.services.issuance.issue(request=request, actor=SYSTEM)
+        except Exception as error:
+            return error
+
+    before = api.run(lambda: counts(api.services.context.engine))
+    first = api.run(lambda: issue(_request("alone.example.com")))
+    assert isinstance(first, Issued)
+    assert isinstance(api.run(lambda: issue(_request("alone.example.com"))), Conflict)
+    assert isinstance(
+        api.run(lambda: issue(_request("alone-2.example.com", team_id="team_missing"))), IntegrityError
+    )
+    after = api.run(lambda: counts(api.services.context.engine))
+    assert after == (before[0] + 1, before[1] + 1, before[2] + 1)
+    listed = api.get("/api/v1/certificates", params={"q": "alone"}).json()["items"]
+    assert [c["id"] for c in listed] == [first.certificate["id"]]
+    assert listed[0]["current_version_id"] == first.version["id"]

@@ -95,7 +95,7 @@ class IssuanceService:
         self._issuers = issuers
         self._policies = policies
         self._writer: GroupCommitter[NewCertificate, None] = GroupCommitter(
-            context.engine, store_new_certificates
+            context.engine, store_new_certificates, single_is_atomic=True
         )
 
     async def issue(

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from certctl.errors import Conflict
+from certctl.store.db import driver_of
 from certctl.store.repositories import audit, certificates
-from certctl.store.repositories.audit import AuditRecord
+from certctl.store.repositories.audit import AuditRecord, record_values
 
 
 @dataclass(frozen=True)
@@ -22,19 +23,25 @@ async def store_new_certificates(
     connection: Any, batch: Sequence[NewCertificate]
 ) -> list[BaseException | None]:
     """One transaction for a whole batch: certificates (duplicate names refused one by one), their
-    versions and their audit rows."""
+    versions and their audit rows. A batch of one is one statement on PostgreSQL (atomic alone: the
+    committer opens no transaction for it)."""
+    if len(batch) == 1 and await driver_of(connection) is not None:
+        (item,) = batch
+        alone = await certificates.store_one(
+            connection, certificate=item.certificate, version=item.version, event=record_values(item.event)
+        )
+        return [None if alone else _taken(item)]
     inserted = await certificates.insert_certificates_skipping_taken_names(
         connection, [item.certificate for item in batch]
     )
     stored = [item for item in batch if item.certificate["id"] in inserted]
     await certificates.insert_versions(connection, [item.version for item in stored])
     await audit.append(connection, [item.event for item in stored])
-    return [
-        None
-        if item.certificate["id"] in inserted
-        else Conflict(f"a certificate named {item.certificate['name']!r} already exists")
-        for item in batch
-    ]
+    return [None if item.certificate["id"] in inserted else _taken(item) for item in batch]
+
+
+def _taken(item: NewCertificate) -> Conflict:
+    return Conflict(f"a certificate named {item.certificate['name']!r} already exists")
 
 
 def version_key_aad(version_id: str) -> bytes:

@@ -184,12 +184,16 @@ def prebuilt_insert(table: Table, keys: Iterable[str]) -> Insert:
     return found
 
 
-def insert_values(table: Table, keys: Iterable[str]) -> dict[str, Any]:
-    """The values clause of :func:`prebuilt_insert`."""
-    values: dict[str, Any] = {name: bindparam(name) for name in keys}
+def insert_values(table: Table, keys: Iterable[str], *, prefix: str = "") -> dict[str, Any]:
+    """The values clause of :func:`prebuilt_insert`: a parameter named ``prefix + key`` per given key,
+    typed as its column, and the scalar Python default of every other column that has one."""
+    given = set(keys)
+    values: dict[str, Any] = {}
     for column in table.columns:
         default = column.default
-        if column.name not in values and isinstance(default, ScalarElementColumnDefault):
+        if column.name in given:
+            values[column.name] = bindparam(prefix + column.name, type_=column.type)
+        elif isinstance(default, ScalarElementColumnDefault):
             values[column.name] = literal(default.arg, type_=column.type)
     return values
 

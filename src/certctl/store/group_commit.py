@@ -35,10 +35,20 @@ class _Entry(Generic[Item, Outcome]):
 
 
 class GroupCommitter(Generic[Item, Outcome]):
-    def __init__(self, engine: AsyncEngine, flush: Flush[Item, Outcome], *, max_batch: int = 128) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        flush: Flush[Item, Outcome],
+        *,
+        max_batch: int = 128,
+        single_is_atomic: bool = False,
+    ) -> None:
+        """``single_is_atomic``: ``flush`` stores a batch of one item atomically by itself (one
+        statement), so no transaction is opened around it (two round trips fewer under light load)."""
         self._engine = engine
         self._flush = flush
         self._max_batch = max_batch
+        self._single_is_atomic = single_is_atomic
         self._pending: list[_Entry[Item, Outcome]] = []
         self._flushing = False
         self._drainers: set[asyncio.Task[None]] = set()
@@ -75,8 +85,9 @@ class GroupCommitter(Generic[Item, Outcome]):
     async def _flush_once(self) -> None:
         batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
         outcomes: Sequence[Outcome | BaseException]
+        transaction = len(batch) > 1 or not self._single_is_atomic
         try:
-            async with hot(self._engine, transaction=True) as connection:
+            async with hot(self._engine, transaction=transaction) as connection:
                 outcomes = await self._flush(connection, [e.item for e in batch])
         except Exception as exc:
             if len(batch) > 1:

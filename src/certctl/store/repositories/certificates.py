@@ -18,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from certctl.domain.rbac import ScopeFilter
 from certctl.errors import ValidationFailed
 from certctl.store.db import driver_of, insert_values, prebuilt_insert, read_rows, write_rows
-from certctl.store.models import CertificateVersion, ManagedCertificate, table_of
+from certctl.store.models import AuditEvent, CertificateVersion, ManagedCertificate, table_of
 
 CERTS = table_of(ManagedCertificate)
 VERSIONS = table_of(CertificateVersion)
+EVENTS = table_of(AuditEvent)
 SORTABLE = ("name", "not_after", "created_at", "status", "common_name", "updated_at")
 
 
@@ -280,6 +281,50 @@ def _skipping_taken_name(keys: Iterable[str]) -> Any:
             CERTS.c.id
         )
     return found
+
+
+_STORE_ONE: dict[tuple[frozenset[str], frozenset[str], frozenset[str]], Any] = {}
+
+
+def _store_one_statement(certificate: Iterable[str], version: Iterable[str], event: Iterable[str]) -> Any:
+    """A certificate (skipped if its name is taken), then its version and its audit row only if the
+    certificate went in: data-modifying CTEs, built once per key set."""
+    shape = (frozenset(certificate), frozenset(version), frozenset(event))
+    found = _STORE_ONE.get(shape)
+    if found is None:
+        stored = (
+            postgresql_insert(CERTS)
+            .values(insert_values(CERTS, shape[0], prefix="c_"))
+            .on_conflict_do_nothing(index_elements=["name"])
+            .returning(CERTS.c.id)
+            .cte("stored_certificate")
+        )
+        steps = []
+        for table, keys, prefix in ((VERSIONS, shape[1], "v_"), (EVENTS, shape[2], "e_")):
+            values = insert_values(table, keys, prefix=prefix)
+            rows = select(*values.values()).where(select(stored.c.id).exists())
+            step = insert(table).from_select(list(values), rows).returning(table.c.id)
+            steps.append(step.cte(f"stored_{table.name}"))
+        found = select(
+            stored.c.id,
+            *(select(func.count()).select_from(step).scalar_subquery() for step in steps),
+        )
+        _STORE_ONE[shape] = found
+    return found
+
+
+async def store_one(
+    connection: Any, *, certificate: dict[str, Any], version: dict[str, Any], event: dict[str, Any]
+) -> bool:
+    """One new certificate with its version and audit row, atomically, as one statement (PostgreSQL
+    driver path); False when its name is taken (nothing stored)."""
+    parameters = (
+        {f"c_{k}": v for k, v in certificate.items()}
+        | {f"v_{k}": v for k, v in version.items()}
+        | {f"e_{k}": v for k, v in event.items()}
+    )
+    statement = _store_one_statement(certificate.keys(), version.keys(), event.keys())
+    return bool(await read_rows(connection, statement, parameters))
 
 
 async def insert_versions(connection: Any, records: Sequence[dict[str, Any]]) -> None:
