@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from certctl.store.db import prebuilt_insert, write_rows
+from certctl.store.db import driver_of, prebuilt_insert, write_rows
 from certctl.store.models import AuditChainHead, AuditEvent, table_of
 
 EVENTS = table_of(AuditEvent)
@@ -82,6 +82,13 @@ async def append(connection: Any, records: Sequence[AuditRecord]) -> None:
         await write_rows(connection, prebuilt_insert(EVENTS, values[0].keys()), values)
 
 
+_SEAL_MANY = (
+    "UPDATE audit_events SET seq = sealed.seq, chain_hash = sealed.chain"
+    " FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[]) AS sealed(id, seq, chain)"
+    " WHERE audit_events.id = sealed.id AND audit_events.seq IS NULL"
+)
+
+
 async def seal_pending(connection: AsyncConnection, *, batch: int = 5000) -> int:
     """Chain every committed, unsealed row. Returns how many were sealed. Call inside a transaction."""
     head_query = select(HEAD.c.seq, HEAD.c.chain_hash).where(HEAD.c.id == 1)
@@ -103,12 +110,21 @@ async def seal_pending(connection: AsyncConnection, *, batch: int = 5000) -> int
         chain = chain_step(chain, row.event_hash)
         sealed.append({"row_id": row.id, "new_seq": seq, "new_chain": chain})
     if sealed:
-        statement = (
-            update(EVENTS)
-            .where(EVENTS.c.id == bindparam("row_id"), EVENTS.c.seq.is_(None))
-            .values(seq=bindparam("new_seq"), chain_hash=bindparam("new_chain"))
-        )
-        await connection.execute(statement, sealed)
+        driver = await driver_of(connection)
+        if driver is not None:  # the whole batch as one statement (arrays unnested), in this transaction
+            columns = (
+                [s["row_id"] for s in sealed],
+                [s["new_seq"] for s in sealed],
+                [s["new_chain"] for s in sealed],
+            )
+            await driver.execute(_SEAL_MANY, columns)
+        else:
+            statement = (
+                update(EVENTS)
+                .where(EVENTS.c.id == bindparam("row_id"), EVENTS.c.seq.is_(None))
+                .values(seq=bindparam("new_seq"), chain_hash=bindparam("new_chain"))
+            )
+            await connection.execute(statement, sealed)
         await connection.execute(update(HEAD).where(HEAD.c.id == 1).values(seq=seq, chain_hash=chain))
     return len(rows)
 
