@@ -12,6 +12,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from sqlalchemy import Update
 
 from certctl.domain.rbac import global_access
 from certctl.domain.revocation import RevocationReason
@@ -103,8 +104,14 @@ class AcmeCertificates:
             source="acme",
             parsed_csr=parsed,
         )
-        try:
-            outcome = await self._issuance.issue(request=request, actor=account_actor(account))
+
+        def issued(certificate_id: str, version_id: str) -> tuple[tuple[Update, dict[str, Any]], ...]:
+            return acme.order_issued_linked(
+                order["id"], certificate_id=certificate_id, version_id=version_id, now=self._ctx.clock.now()
+            )
+
+        try:  # the order becomes valid in the statement or transaction that stores its certificate
+            outcome = await self._issuance.issue(request=request, actor=account_actor(account), linked=issued)
         except CertctlError as exc:
             await self._set(order["id"], {"status": "ready"})
             raise _acme_error(exc) from None
@@ -117,14 +124,6 @@ class AcmeCertificates:
                 "certificate_id": outcome.certificate["id"],
                 "version_id": outcome.version["id"],
             }
-            async with hot(self._ctx.engine) as connection:
-                await acme.order_issued(
-                    connection,
-                    order["id"],
-                    certificate_id=changes["certificate_id"],
-                    version_id=changes["version_id"],
-                    now=self._ctx.clock.now(),
-                )
         return order | {"status": "processing"} | changes
 
     @staticmethod

@@ -3,6 +3,7 @@ constraints, sign, and store certificate, version and audit row in one transacti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -33,6 +34,7 @@ from certctl.services.ca_material import CaMaterial, CaMaterialCache, require_is
 from certctl.services.context import ServiceContext
 from certctl.services.holds import Approved, Held, approval_details, hold_issue, hold_renewal
 from certctl.services.issuance_store import (
+    Linked,
     NewCertificate,
     public_version,
     store_new_certificates,
@@ -105,9 +107,11 @@ class IssuanceService:
         actor: Actor,
         info: RequestInfo | None = None,
         approved: Approved | None = None,
+        linked: Callable[[str, str], tuple[Linked, ...]] | None = None,
     ) -> Issued | Held:
         """Check and sign outside any transaction, then store through the group committer. Under a profile
-        that requires approval the checked request is held instead, unless this runs an approved one."""
+        that requires approval the checked request is held instead, unless this runs an approved one.
+        ``linked``: given the new certificate's id and version id, row changes committed with it."""
         now = self._ctx.clock.now()
         profile_row, issuer_row, ca = await self._resolve(request.profile, request.issuer)
         require_to_issue(actor, "cert.issue", profile=profile_row, issuer=issuer_row)
@@ -174,7 +178,10 @@ class IssuanceService:
                 **approval_details(approved),
             },
         )
-        await self._writer.submit(NewCertificate(certificate=record, version=version, event=event))
+        changes = linked(certificate_id, version["id"]) if linked is not None else ()
+        await self._writer.submit(
+            NewCertificate(certificate=record, version=version, event=event, linked=changes)
+        )
         key_pem = private_key_to_pem(subject.private_key).decode() if subject.private_key else None
         return Issued(certificate=record, version=public_version(version), private_key_pem=key_pem)
 

@@ -6,10 +6,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Update
+
 from certctl.errors import Conflict
-from certctl.store.db import driver_of
+from certctl.store.db import driver_of, write_rows
 from certctl.store.repositories import audit, certificates
 from certctl.store.repositories.audit import AuditRecord, record_values
+
+Linked = tuple[Update, dict[str, Any]]
+"""A row change committed with a new certificate, only if the certificate is stored: a prebuilt update
+and its parameters (named apart from the columns it sets, e.g. with a prefix)."""
 
 
 @dataclass(frozen=True)
@@ -17,6 +23,7 @@ class NewCertificate:
     certificate: dict[str, Any]
     version: dict[str, Any]
     event: AuditRecord
+    linked: tuple[Linked, ...] = ()
 
 
 async def store_new_certificates(
@@ -28,7 +35,11 @@ async def store_new_certificates(
     if len(batch) == 1 and await driver_of(connection) is not None:
         (item,) = batch
         alone = await certificates.store_one(
-            connection, certificate=item.certificate, version=item.version, event=record_values(item.event)
+            connection,
+            certificate=item.certificate,
+            version=item.version,
+            event=record_values(item.event),
+            linked=item.linked,
         )
         return [None if alone else _taken(item)]
     inserted = await certificates.insert_certificates_skipping_taken_names(
@@ -37,6 +48,9 @@ async def store_new_certificates(
     stored = [item for item in batch if item.certificate["id"] in inserted]
     await certificates.insert_versions(connection, [item.version for item in stored])
     await audit.append(connection, [item.event for item in stored])
+    for item in stored:
+        for statement, parameters in item.linked:
+            await write_rows(connection, statement, [parameters])
     return [None if item.certificate["id"] in inserted else _taken(item) for item in batch]
 
 

@@ -7,7 +7,20 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ARRAY, Select, String, any_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    Select,
+    String,
+    Update,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -401,16 +414,32 @@ _START_FINALIZE = (
     .where(ORDERS.c.id == bindparam("order_id"), ORDERS.c.status == "ready")
     .values(status="processing", updated_at=bindparam("now"))
 )
-_ORDER_ISSUED = (
+
+
+_ORDER_ISSUED_LINKED = (
     update(ORDERS)
-    .where(ORDERS.c.id == bindparam("order_id"))
+    .where(ORDERS.c.id == bindparam("acme_order_id"))
     .values(
         status="valid",
-        certificate_id=bindparam("certificate_id"),
-        version_id=bindparam("version_id"),
-        updated_at=bindparam("now"),
+        certificate_id=bindparam("acme_certificate_id"),
+        version_id=bindparam("acme_version_id"),
+        updated_at=bindparam("acme_now"),
     )
 )
+
+
+def order_issued_linked(
+    order_id: str, *, certificate_id: str, version_id: str, now: datetime
+) -> tuple[tuple[Update, dict[str, Any]], ...]:
+    """The order's change to valid, as a row change committed with its new certificate (the issuance
+    service's ``linked``; parameter names apart from the certificate's)."""
+    parameters = {
+        "acme_order_id": order_id,
+        "acme_certificate_id": certificate_id,
+        "acme_version_id": version_id,
+        "acme_now": now,
+    }
+    return ((_ORDER_ISSUED_LINKED, parameters),)
 
 
 async def start_validation(connection: AsyncConnection, challenge_id: str, *, now: datetime) -> bool:
@@ -421,18 +450,6 @@ async def start_validation(connection: AsyncConnection, challenge_id: str, *, no
 async def start_finalize(connection: AsyncConnection, order_id: str, *, now: datetime) -> bool:
     """A ready order becomes processing; False when another finalize took it first."""
     return await write_rows(connection, _START_FINALIZE, [{"order_id": order_id, "now": now}]) == 1
-
-
-async def order_issued(
-    connection: AsyncConnection, order_id: str, *, certificate_id: str, version_id: str, now: datetime
-) -> None:
-    parameters = {
-        "order_id": order_id,
-        "certificate_id": certificate_id,
-        "version_id": version_id,
-        "now": now,
-    }
-    await write_rows(connection, _ORDER_ISSUED, [parameters])
 
 
 _CHALLENGE_OUTCOME = (

@@ -283,13 +283,16 @@ def _skipping_taken_name(keys: Iterable[str]) -> Any:
     return found
 
 
-_STORE_ONE: dict[tuple[frozenset[str], frozenset[str], frozenset[str]], Any] = {}
+_STORE_ONE: dict[tuple[frozenset[str], frozenset[str], frozenset[str], tuple[int, ...]], Any] = {}
 
 
-def _store_one_statement(certificate: Iterable[str], version: Iterable[str], event: Iterable[str]) -> Any:
-    """A certificate (skipped if its name is taken), then its version and its audit row only if the
-    certificate went in: data-modifying CTEs, built once per key set."""
-    shape = (frozenset(certificate), frozenset(version), frozenset(event))
+def _store_one_statement(
+    certificate: Iterable[str], version: Iterable[str], event: Iterable[str], linked: Sequence[Any] = ()
+) -> Any:
+    """A certificate (skipped if its name is taken), then its version, its audit row and the linked
+    updates only if the certificate went in: data-modifying CTEs, built once per key set (and linked
+    statement)."""
+    shape = (frozenset(certificate), frozenset(version), frozenset(event), tuple(id(u) for u in linked))
     found = _STORE_ONE.get(shape)
     if found is None:
         stored = (
@@ -305,6 +308,10 @@ def _store_one_statement(certificate: Iterable[str], version: Iterable[str], eve
             rows = select(*values.values()).where(select(stored.c.id).exists())
             step = insert(table).from_select(list(values), rows).returning(table.c.id)
             steps.append(step.cte(f"stored_{table.name}"))
+        for index, change in enumerate(linked):
+            key = next(iter(change.table.primary_key.columns))
+            guarded = change.where(select(stored.c.id).exists()).returning(key)
+            steps.append(guarded.cte(f"stored_linked_{index}"))
         found = select(
             stored.c.id,
             *(select(func.count()).select_from(step).scalar_subquery() for step in steps),
@@ -314,16 +321,25 @@ def _store_one_statement(certificate: Iterable[str], version: Iterable[str], eve
 
 
 async def store_one(
-    connection: Any, *, certificate: dict[str, Any], version: dict[str, Any], event: dict[str, Any]
+    connection: Any,
+    *,
+    certificate: dict[str, Any],
+    version: dict[str, Any],
+    event: dict[str, Any],
+    linked: Sequence[tuple[Any, dict[str, Any]]] = (),
 ) -> bool:
-    """One new certificate with its version and audit row, atomically, as one statement (PostgreSQL
-    driver path); False when its name is taken (nothing stored)."""
+    """One new certificate with its version, audit row and linked updates, atomically, as one statement
+    (PostgreSQL driver path); False when its name is taken (nothing stored)."""
     parameters = (
         {f"c_{k}": v for k, v in certificate.items()}
         | {f"v_{k}": v for k, v in version.items()}
         | {f"e_{k}": v for k, v in event.items()}
     )
-    statement = _store_one_statement(certificate.keys(), version.keys(), event.keys())
+    for _, values in linked:
+        parameters |= values
+    statement = _store_one_statement(
+        certificate.keys(), version.keys(), event.keys(), [change for change, _ in linked]
+    )
     return bool(await read_rows(connection, statement, parameters))
 
 
