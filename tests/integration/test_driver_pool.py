@@ -131,28 +131,13 @@ def test_errors_surface_as_the_engine_raises_them(database_url: str) -> None:
             }
             async with db.unit_of_work(engine) as uow:
                 await acme.insert_account(uow.connection, account)
-            order = {
-                "id": "ordr_hot",
-                "account_id": "acct_missing",  # no such account: a foreign key violation
-                "profile": "default",
-                "status": "pending",
-                "identifiers": [{"type": "dns", "value": "hot.example.com"}],
-                "expires_at": now,
-                "error": None,
-                "certificate_id": None,
-                "version_id": None,
-                "approval_id": None,
-                "replaces": None,
-                "created_at": now,
-                "updated_at": now,
-            }
-            try:
+            try:  # the same account again: a unique violation
                 async with db.hot(engine, transaction=True) as connection:
-                    await acme.insert_order(connection, order=order, authorizations=[], challenges=[])
+                    await db.write_rows(connection, db.prebuilt_insert(acme.ACCOUNTS, account), [account])
             except Exception as error:
                 raised = type(error)
             else:
-                raise AssertionError("the order was stored")
+                raise AssertionError("the account was stored twice")
             async with db.hot(engine) as connection:  # the connection is usable again afterwards
                 assert await acme.spend_nonces(connection, nonce) == set()
             return raised

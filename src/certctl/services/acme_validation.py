@@ -157,15 +157,15 @@ class ChallengeValidator:
         """Store the outcome; ``single``: the order has this one authorization (one statement)."""
         now = self._ctx.clock.now()
         problem = error.as_problem() if error else None
-        record = acme.record_single_validation if single else acme.record_validation
         async with hot(self._ctx.engine, transaction=not single) as connection:
-            recorded = await record(
+            recorded = await acme.record_validation(
                 connection,
                 challenge_id=challenge_id,
                 authz_id=authz_id,
                 order_id=order_id,
                 error=problem,
                 now=now,
+                alone=single,
             )
         if not recorded:
             return None

@@ -284,17 +284,24 @@ _AUTHORIZATION_WITH_CHALLENGES = (
     .outerjoin(CHALLENGES, CHALLENGES.c.authorization_id == AUTHORIZATIONS.c.id)
     .where(AUTHORIZATIONS.c.id == bindparam("authz_id"))
 )
-_CHALLENGE_IN_CONTEXT = (
-    select(
-        CHALLENGES,
-        ORDERS.c.account_id,
-        ORDERS.c.identifiers.label("order_identifiers"),
-        *(column.label(f"authz_{column.name}") for column in AUTHORIZATIONS.columns),
+
+
+def _in_context_read(challenges: Any) -> Select[Any]:
+    """Challenges (the table, or what a statement that changed one returned) with their authorization,
+    the account that owns the order and the order's identifiers."""
+    return (
+        select(
+            challenges,
+            ORDERS.c.account_id,
+            ORDERS.c.identifiers.label("order_identifiers"),
+            *(column.label(f"authz_{column.name}") for column in AUTHORIZATIONS.columns),
+        )
+        .join(AUTHORIZATIONS, AUTHORIZATIONS.c.id == challenges.c.authorization_id)
+        .join(ORDERS, ORDERS.c.id == AUTHORIZATIONS.c.order_id)
     )
-    .join(AUTHORIZATIONS, AUTHORIZATIONS.c.id == CHALLENGES.c.authorization_id)
-    .join(ORDERS, ORDERS.c.id == AUTHORIZATIONS.c.order_id)
-    .where(CHALLENGES.c.id == bindparam("challenge_id"))
-)
+
+
+_CHALLENGE_IN_CONTEXT = _in_context_read(CHALLENGES).where(CHALLENGES.c.id == bindparam("challenge_id"))
 
 
 _CLAIM_CHALLENGE = (
@@ -316,16 +323,7 @@ _CLAIM_CHALLENGE = (
     .returning(*CHALLENGES.columns)
 )
 _CLAIMED_CHALLENGE = _CLAIM_CHALLENGE.cte("claimed_challenge")
-_CLAIM_CHALLENGE_IN_CONTEXT = (
-    select(
-        _CLAIMED_CHALLENGE,
-        ORDERS.c.account_id,
-        ORDERS.c.identifiers.label("order_identifiers"),
-        *(column.label(f"authz_{column.name}") for column in AUTHORIZATIONS.columns),
-    )
-    .join(AUTHORIZATIONS, AUTHORIZATIONS.c.id == _CLAIMED_CHALLENGE.c.authorization_id)
-    .join(ORDERS, ORDERS.c.id == AUTHORIZATIONS.c.order_id)
-)
+_CLAIM_CHALLENGE_IN_CONTEXT = _in_context_read(_CLAIMED_CHALLENGE)
 
 
 async def claim_challenge(
@@ -502,11 +500,28 @@ async def record_validation(
     order_id: str,
     error: dict[str, Any] | None,
     now: datetime,
+    alone: bool = False,
 ) -> bool:
     """Store a finished validation: the challenge, then (if its authorization was still pending) the
     authorization and the order: invalid on failure, ready once every authorization is valid. The order
     row is locked before the authorization changes, so two authorizations of one order validated at
-    once cannot both miss that the other is valid. False when the challenge was no longer processing."""
+    once cannot both miss that the other is valid. False when the challenge was no longer processing.
+
+    ``alone``: the order has this one authorization; on PostgreSQL the outcome is then one statement
+    (on a connection in autocommit mode); otherwise, and on SQLite, four in the caller's transaction."""
+    if alone and await driver_of(connection) is not None:
+        parameters = {
+            "challenge_id": challenge_id,
+            "authz_id": authz_id,
+            "order_id": order_id,
+            "status": "invalid" if error else "valid",
+            "order_status": "invalid" if error else "ready",
+            "error": error,
+            "validated_at": None if error else now,
+            "now": now,
+        }
+        (row,) = await read_rows(connection, _SINGLE_OUTCOME, parameters)
+        return bool(row["challenge"])
     status = "invalid" if error else "valid"
     outcome = {
         "challenge_id": challenge_id,
@@ -532,78 +547,26 @@ def _single_outcome() -> Select[Any]:
     challenge, then its authorization if the challenge was still processing, then the order if the
     authorization was still pending. Each step depends on the row the one before it changed, so the
     statement changes all or nothing; with no other authorization to race with, no lock is needed."""
-    challenge = (
-        update(CHALLENGES)
-        .where(CHALLENGES.c.id == bindparam("challenge_id"), CHALLENGES.c.status == "processing")
-        .values(
-            status=bindparam("status"),
-            error=bindparam("error"),
-            validated_at=bindparam("validated_at"),
-            updated_at=bindparam("now"),
-        )
-        .returning(CHALLENGES.c.id)
-        .cte("recorded_challenge")
-    )
-    authz = (
-        update(AUTHORIZATIONS)
-        .where(
-            AUTHORIZATIONS.c.id == bindparam("authz_id"),
-            AUTHORIZATIONS.c.status == "pending",
-            select(challenge.c.id).exists(),
-        )
-        .values(status=bindparam("status"))
-        .returning(AUTHORIZATIONS.c.id)
-        .cte("recorded_authz")
-    )
-    order = (
-        update(ORDERS)
-        .where(
-            ORDERS.c.id == bindparam("order_id"),
-            ORDERS.c.status == "pending",
-            select(authz.c.id).exists(),
-        )
-        .values(status=bindparam("order_status"), updated_at=bindparam("now"))
-        .returning(ORDERS.c.id)
-        .cte("recorded_order")
-    )
+    steps = [_CHALLENGE_OUTCOME.returning(CHALLENGES.c.id).cte("recorded_challenge")]
+    for change, name in ((_AUTHZ_OUTCOME, "recorded_authz"), (_ORDER_OUTCOME, "recorded_order")):
+        after = change.where(select(steps[-1].c.id).exists()).returning(change.table.c.id)
+        steps.append(after.cte(name))
     return select(
         *(
             select(func.count()).select_from(step).scalar_subquery().label(name)
-            for step, name in ((challenge, "challenge"), (authz, "authz"), (order, "order_changed"))
+            for step, name in zip(steps, ("challenge", "authz", "order_changed"), strict=True)
         )
     )
 
 
+_ORDER_OUTCOME = (
+    update(ORDERS)
+    .where(ORDERS.c.id == bindparam("order_id"), ORDERS.c.status == "pending")
+    .values(status=bindparam("order_status"), updated_at=bindparam("now"))
+)
+
+
 _SINGLE_OUTCOME = _single_outcome()
-
-
-async def record_single_validation(
-    connection: Any,
-    *,
-    challenge_id: str,
-    authz_id: str,
-    order_id: str,
-    error: dict[str, Any] | None,
-    now: datetime,
-) -> bool:
-    """:func:`record_validation` for an order of one authorization: one statement on PostgreSQL (on a
-    connection in autocommit mode); on SQLite the same four statements in the caller's transaction."""
-    if await driver_of(connection) is None:
-        return await record_validation(
-            connection, challenge_id=challenge_id, authz_id=authz_id, order_id=order_id, error=error, now=now
-        )
-    parameters = {
-        "challenge_id": challenge_id,
-        "authz_id": authz_id,
-        "order_id": order_id,
-        "status": "invalid" if error else "valid",
-        "order_status": "invalid" if error else "ready",
-        "error": error,
-        "validated_at": None if error else now,
-        "now": now,
-    }
-    (row,) = await read_rows(connection, _SINGLE_OUTCOME, parameters)
-    return bool(row["challenge"])
 
 
 async def stale_processing_challenges(
