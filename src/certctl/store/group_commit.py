@@ -23,7 +23,8 @@ from certctl.store.db import hot
 Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
 Flush = Callable[[Any, Sequence[Item]], Awaitable[Sequence[Outcome | BaseException]]]
-"""Writes a batch on a :func:`certctl.store.db.hot` connection in a transaction (prebuilt statements only)."""
+"""Writes a batch on a :func:`certctl.store.db.hot` connection (prebuilt statements only), in a transaction
+unless the batch is one item and the committer was told that a single item is stored atomically."""
 
 
 @dataclass
