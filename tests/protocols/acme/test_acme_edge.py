@@ -180,3 +180,23 @@ def test_http01_falls_back_to_ipv6_when_ipv4_does_not_serve(
     finally:
         v6.shutdown()
         v6.server_close()
+
+
+def test_an_order_of_many_names_is_stored_whole(app: AcmeApp) -> None:
+    """Past four names an order is stored by three statements in one transaction instead of one."""
+    acme = _client(app)
+    names = [f"n{i}.many.example.test" for i in range(6)]
+    created = acme.new_order(*names)
+    assert created.status_code == 201, created.text
+    order = created.json()
+    assert len(order["authorizations"]) == 6
+    seen = set()
+    for authz_url in order["authorizations"]:
+        authz = acme.post(authz_url, None).json()
+        assert authz["status"] == "pending"
+        assert sorted(c["type"] for c in authz["challenges"]) == ["dns-01", "http-01", "tls-alpn-01"]
+        seen.add(authz["identifier"]["value"])
+    assert seen == set(names)
+    assert acme.post(created.headers["Location"], None).json()["identifiers"] == [
+        {"type": "dns", "value": name} for name in names
+    ]

@@ -121,10 +121,7 @@ async def insert_order(
     PostgreSQL one statement for an order of up to four names (foreign keys are checked at its end), else
     three in a transaction (the caller's, or one opened on a driver connection)."""
     driver = await driver_of(connection)
-    small = len(authorizations) <= SINGLE_STATEMENT_AUTHORIZATIONS and len(challenges) <= 3 * len(
-        authorizations
-    )
-    if driver is None or not small:
+    if driver is None or len(authorizations) > SINGLE_STATEMENT_AUTHORIZATIONS:
         async with driver.transaction() if driver is connection else contextlib.nullcontext():
             await write_rows(connection, _INSERT_ORDER, [order])
             await write_rows(connection, _INSERT_AUTHORIZATION, authorizations)
