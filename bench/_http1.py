@@ -13,7 +13,7 @@ import asyncio
 import json
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,9 +30,15 @@ class TransportError(Exception):
 class Reply:
     status: int
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    """Header names in lower case; a repeated header keeps its last value."""
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode(errors="replace")
 
 
 @dataclass
@@ -55,14 +61,28 @@ class ConnectionPool:
         for _ in range(size):
             self._idle.put_nowait(None)
 
-    async def request(self, method: str, path: str, *, body: Any = None, bearer: str | None = None) -> Reply:
-        """One exchange; raises :class:`TransportError` when it fails below HTTP."""
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        bearer: str | None = None,
+        content: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> Reply:
+        """One exchange: ``body`` is sent as JSON, or ``content`` as it is with ``content_type``; raises
+        :class:`TransportError` when it fails below HTTP."""
         connection = await self._idle.get()
         try:
             async with asyncio.timeout(self._timeout):
                 if connection is None or time.monotonic() - connection.last_used > IDLE_REUSE_SECONDS:
                     connection = await self._connect(connection)
-                reply, keep = await self._exchange(connection, method, path, body, bearer)
+                framing = None
+                if content is not None or body is not None or method in ("POST", "PUT", "PATCH"):
+                    payload = content if content is not None else json.dumps(body).encode()
+                    framing = (content_type, payload)
+                reply, keep = await self._exchange(connection, method, path, framing, bearer)
         except (OSError, EOFError, TimeoutError, ValueError, asyncio.LimitOverrunError) as error:
             _discard(connection)
             self._idle.put_nowait(None)
@@ -87,14 +107,20 @@ class ConnectionPool:
         return _Connection(reader, writer, time.monotonic())
 
     async def _exchange(
-        self, connection: _Connection, method: str, path: str, body: Any, bearer: str | None
+        self,
+        connection: _Connection,
+        method: str,
+        path: str,
+        framing: tuple[str, bytes] | None,
+        bearer: str | None,
     ) -> tuple[Reply, bool]:
-        payload = b"" if body is None else json.dumps(body).encode()
         head = [f"{method} {path} HTTP/1.1", f"Host: {self._host}:{self._port}"]
         if bearer is not None:
             head.append(f"Authorization: Bearer {bearer}")
-        if body is not None or method in ("POST", "PUT", "PATCH"):
-            head += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+        payload = b""
+        if framing is not None:
+            content_type, payload = framing
+            head += [f"Content-Type: {content_type}", f"Content-Length: {len(payload)}"]
         connection.writer.write("\r\n".join(head).encode() + b"\r\n\r\n" + payload)
         reader = connection.reader
         status = int((await reader.readuntil(b"\r\n")).split(b" ", 2)[1])
@@ -108,7 +134,8 @@ class ConnectionPool:
             data = await _read_chunked(reader)
         else:
             data = await reader.readexactly(int(headers.get(b"content-length", b"0")))
-        return Reply(status, data), headers.get(b"connection", b"").lower() != b"close"
+        keep = headers.get(b"connection", b"").lower() != b"close"
+        return Reply(status, data, {k.decode(): v.decode() for k, v in headers.items()}), keep
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:

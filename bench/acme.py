@@ -38,7 +38,6 @@ import json
 import math
 import os
 import resource
-import ssl
 import tempfile
 import time
 from collections import Counter
@@ -47,26 +46,20 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx2
 import uvloop
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes, hmac, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
-from joserfc import jws
-from joserfc.jwk import ECKey, OctKey
-from joserfc.registry import HeaderParameter
 
 from _acme_peers import Responder, challenge_dns, pebble, process_cpu_seconds
+from _http1 import ConnectionPool, Reply, TransportError
 from _server import BenchServer, client, free_port, fresh_postgres, running_server
 
-REGISTRY = jws.JWSRegistry(
-    header_registry={"nonce": HeaderParameter("nonce", "str"), "url": HeaderParameter("url", "str")},
-    algorithms=["ES256"],
-)
-EAB_REGISTRY = jws.JWSRegistry(header_registry={"url": HeaderParameter("url", "str")}, algorithms=["HS256"])
-JOSE = {"Content-Type": "application/jose+json"}
+JOSE = "application/jose+json"
 DOMAIN = "bench.example.com"
 
 
@@ -86,32 +79,61 @@ class Stats:
     bad_nonces: int = 0
 
 
-class Account:
-    """One ACME account: its JWS key, its ``kid`` once registered and the nonce from the last answer."""
+def _path(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
 
-    def __init__(self, http: httpx2.AsyncClient, directory: dict[str, Any], stats: Stats) -> None:
+
+def _flattened(protected: dict[str, Any], payload: bytes, sign: Callable[[bytes], bytes]) -> bytes:
+    """RFC 7515 flattened JSON serialization."""
+    header = b64url(json.dumps(protected, separators=(",", ":")).encode())
+    body = b64url(payload)
+    signature = b64url(sign(f"{header}.{body}".encode()))
+    return json.dumps({"protected": header, "payload": body, "signature": signature}).encode()
+
+
+class Account:
+    """One ACME account: its JWS key (ES256), its ``kid`` once registered and the nonce from the last
+    answer. Signing calls the primitive directly, as a compiled client would."""
+
+    def __init__(self, http: ConnectionPool, directory: dict[str, Any], stats: Stats) -> None:
         self.http, self.directory, self.stats = http, directory, stats
-        self.key = ECKey.generate_key("P-256")
-        self.thumbprint = str(self.key.thumbprint())
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        numbers = self.key.public_key().public_numbers()
+        self.jwk = {
+            "crv": "P-256",
+            "kty": "EC",
+            "x": b64url(numbers.x.to_bytes(32, "big")),
+            "y": b64url(numbers.y.to_bytes(32, "big")),
+        }  # RFC 7638 member order: sorted, so this serialization is also the thumbprint input
+        digest = hashes.Hash(hashes.SHA256())
+        digest.update(json.dumps(self.jwk, separators=(",", ":")).encode())
+        self.thumbprint = b64url(digest.finalize())
         self.csr_key = ec.generate_private_key(ec.SECP256R1())
         self.kid: str | None = None
         self.nonce: str | None = None
 
-    async def post(self, url: str, payload: dict[str, Any] | None) -> httpx2.Response:
+    def _sign(self, data: bytes) -> bytes:
+        r, s = decode_dss_signature(self.key.sign(data, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+    async def post(self, url: str, payload: dict[str, Any] | None) -> Reply:
         """A signed POST (``None`` = POST-as-GET); a badNonce answer is retried with the fresh nonce."""
         for _ in range(3):
             if self.nonce is None:
-                self.nonce = (await self.http.head(self.directory["newNonce"])).headers["Replay-Nonce"]
+                self.nonce = (await self.http.request("HEAD", _path(self.directory["newNonce"]))).headers[
+                    "replay-nonce"
+                ]
             header: dict[str, Any] = {"alg": "ES256", "nonce": self.nonce, "url": url}
             if self.kid is None:
-                header["jwk"] = self.key.as_dict(private=False)
+                header["jwk"] = self.jwk
             else:
                 header["kid"] = self.kid
             body = b"" if payload is None else json.dumps(payload).encode()
-            signed = jws.serialize_json({"protected": header}, body, self.key, registry=REGISTRY)
-            response = await self.http.post(url, content=json.dumps(signed), headers=JOSE)
-            self.nonce = response.headers.get("Replay-Nonce")
-            if response.status_code == 400 and "badNonce" in response.text:
+            signed = _flattened(header, body, self._sign)
+            response = await self.http.request("POST", _path(url), content=signed, content_type=JOSE)
+            self.nonce = response.headers.get("replay-nonce")
+            if response.status == 400 and b"badNonce" in response.body:
                 self.stats.bad_nonces += 1
                 continue
             return response
@@ -122,16 +144,20 @@ class Account:
         payload: dict[str, Any] = {"termsOfServiceAgreed": True}
         if eab is not None:
             kid, hmac_key = eab
-            secret = OctKey.import_key(base64.urlsafe_b64decode(hmac_key + "=" * (-len(hmac_key) % 4)))
+            secret = base64.urlsafe_b64decode(hmac_key + "=" * (-len(hmac_key) % 4))
+
+            def mac(data: bytes) -> bytes:
+                signer = hmac.HMAC(secret, hashes.SHA256())
+                signer.update(data)
+                return signer.finalize()
+
             header = {"alg": "HS256", "kid": kid, "url": self.directory["newAccount"]}
-            body = json.dumps(self.key.as_dict(private=False)).encode()
-            payload["externalAccountBinding"] = dict(
-                jws.serialize_json({"protected": header}, body, secret, registry=EAB_REGISTRY)
-            )
+            binding = _flattened(header, json.dumps(self.jwk).encode(), mac)
+            payload["externalAccountBinding"] = json.loads(binding)
         response = await self.post(self.directory["newAccount"], payload)
-        if response.status_code not in (200, 201):
-            raise SystemExit(f"newAccount answered {response.status_code}: {response.text[:300]}")
-        self.kid = response.headers["Location"]
+        if response.status not in (200, 201):
+            raise SystemExit(f"newAccount answered {response.status}: {response.text[:300]}")
+        self.kid = response.headers["location"]
 
     def csr(self, name: str) -> str:
         built = (
@@ -143,13 +169,13 @@ class Account:
         return b64url(built.public_bytes(serialization.Encoding.DER))
 
 
-async def _expect(account: Account, step: str, url: str, payload: dict[str, Any] | None) -> httpx2.Response:
+async def _expect(account: Account, step: str, url: str, payload: dict[str, Any] | None) -> Reply:
     response = await account.post(url, payload)
-    if response.status_code >= 300:
+    if response.status >= 300:
         problem = (
             response.json().get("type", "") if "json" in response.headers.get("content-type", "") else ""
         )
-        raise OrderFailed(f"{step} {response.status_code} {problem.rsplit(':', 1)[-1]}".strip())
+        raise OrderFailed(f"{step} {response.status} {problem.rsplit(':', 1)[-1]}".strip())
     return response
 
 
@@ -173,7 +199,7 @@ async def one_order(
     created = await _expect(
         account, "newOrder", account.directory["newOrder"], {"identifiers": [{"type": "dns", "value": name}]}
     )
-    order_url, order = created.headers["Location"], created.json()
+    order_url, order = created.headers["location"], created.json()
     for authz_url in order["authorizations"]:
         authz = (await _expect(account, "authz", authz_url, None)).json()
         if authz["status"] == "valid":
@@ -192,11 +218,11 @@ async def one_order(
         order = await _poll(account, "order", order_url, "ready", poll)
     csr = {"csr": account.csr(name)}
     finalized = await account.post(order["finalize"], csr)
-    if finalized.status_code == 403 and "orderNotReady" in finalized.text:
+    if finalized.status == 403 and b"orderNotReady" in finalized.body:
         await _poll(account, "order", order_url, "ready", poll)
         finalized = await account.post(order["finalize"], csr)
-    if finalized.status_code >= 300:
-        raise OrderFailed(f"finalize {finalized.status_code}")
+    if finalized.status >= 300:
+        raise OrderFailed(f"finalize {finalized.status}")
     order = finalized.json()
     if order["status"] != "valid":
         order = await _poll(account, "order", order_url, "valid", poll)
@@ -251,11 +277,10 @@ async def measure(
     always_poll: bool,
 ) -> Result:
     """Register ``concurrency`` accounts, then run orders for ``seconds`` (or until ``orders`` started)."""
-    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    context = ssl.create_default_context(cafile=str(target.ca_file))
     stats = Stats()
-    async with httpx2.AsyncClient(verify=context, limits=limits, timeout=httpx2.Timeout(60.0)) as http:
-        directory = (await http.get(target.directory_url)).json()
+    http = ConnectionPool(target.directory_url, cafile=target.ca_file, size=concurrency, timeout=60.0)
+    try:
+        directory = (await http.request("GET", _path(target.directory_url))).json()
         accounts = [Account(http, directory, stats) for _ in range(concurrency)]
         bindings = [await target.eab() if target.eab else None for _ in accounts]
         started = time.perf_counter()
@@ -280,8 +305,8 @@ async def measure(
                     )
                 except OrderFailed as failure:
                     stats.errors[str(failure)] += 1
-                except httpx2.HTTPError as error:
-                    stats.errors[type(error).__name__] += 1
+                except TransportError as error:
+                    stats.errors[str(error)] += 1
                 else:
                     stats.latency_ms.append((time.perf_counter() - began) * 1000)
 
@@ -291,6 +316,8 @@ async def measure(
         elapsed = time.perf_counter() - started
         client_cpu = (_cpu_self() - client_before) / elapsed
         ca_cpu = (process_cpu_seconds(target.pid) - ca_before) / elapsed
+    finally:
+        http.close()
     return Result(
         target.label,
         concurrency,

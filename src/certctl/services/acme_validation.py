@@ -27,6 +27,7 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
+from certctl.services import acme_dns_stub as dns_stub
 from certctl.services import acme_http01 as http01
 from certctl.services.acme import AcmeConfig
 from certctl.services.acme_caa import check_caa
@@ -269,18 +270,40 @@ class ChallengeValidator:
             found = [str(info[4][0]) for info in infos]
             yield sorted(dict.fromkeys(found), key=lambda a: ":" in a)
             return
-        resolver = self._resolver()
         any_found = False
         for record_type in ("A", "AAAA"):
-            try:
-                answer = await resolver.resolve(name, record_type)
-            except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN, dns.resolver.NoNameservers):
-                continue
-            except dns.exception.DNSException:
-                raise AcmeError("dns", f"DNS lookup of {name} failed") from None
-            addresses = [r.to_text() for r in answer]
+            addresses = await self._lookup(name, record_type)
             if addresses:
                 any_found = True
                 yield addresses
         if not any_found:
             raise AcmeError("dns", f"{name} has no A or AAAA record")
+
+    async def _lookup(self, name: str, record_type: str) -> list[str]:
+        """The configured DNS server's A or AAAA addresses of ``name`` (none: ``[]``): read directly when
+        the answer is plain (:mod:`acme_dns_stub`), else through the full resolver."""
+        server = self._dns_server()
+        try:
+            stub = await dns_stub.lookup(
+                server,
+                name,
+                dns_stub.A if record_type == "A" else dns_stub.AAAA,
+                wait_seconds=self._config.validation_timeout_seconds,
+            )
+        except TimeoutError:
+            raise AcmeError("dns", f"DNS lookup of {name} failed") from None
+        except OSError:
+            stub = dns_stub.UNSURE
+        if stub is not dns_stub.UNSURE:
+            return stub
+        try:
+            answer = await self._resolver().resolve(name, record_type)
+        except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN, dns.resolver.NoNameservers):
+            return []
+        except dns.exception.DNSException:
+            raise AcmeError("dns", f"DNS lookup of {name} failed") from None
+        return [r.to_text() for r in answer]
+
+    def _dns_server(self) -> tuple[str, int]:
+        assert self._config.dns_resolver is not None
+        return parse_listen(self._config.dns_resolver)

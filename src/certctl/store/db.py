@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 import weakref
 from collections import deque
@@ -198,12 +199,35 @@ def insert_values(table: Table, keys: Iterable[str], *, prefix: str = "") -> dic
     return values
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Compiled:
     statement: Prebuilt
     sql: str
+    """With positional ``$n`` parameters, so the driver takes it as it is (no parsing per execution)."""
+    order: tuple[str, ...]
+    """The parameter name of each position."""
     constants: dict[str, Any]
     processors: dict[str, Callable[[Any], Any]]
+    names: list[str] | None = None
+    """The result's column names, read from the first result (they never change)."""
+
+
+_PYFORMAT = re.compile(r"%\(([^)]+)\)s|%%")
+
+
+def _positional(sql: str) -> tuple[str, tuple[str, ...]]:
+    """``%(name)s`` parameters as ``$n`` (a name used twice keeps its number) and ``%%`` as ``%``."""
+    order: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "%"
+        if name not in order:
+            order.append(name)
+        return f"${order.index(name) + 1}"
+
+    return _PYFORMAT.sub(number, sql), tuple(order)
 
 
 _COMPILED: dict[int, _Compiled] = {}
@@ -226,7 +250,8 @@ def _compiled(dialect: Any, statement: Prebuilt) -> _Compiled:
             name: processors[name](value) if name in processors else value
             for name, value in compiled.params.items()
         }
-        found = _Compiled(statement, compiled.string, constants, processors)
+        sql, order = _positional(compiled.string)
+        found = _Compiled(statement, sql, order, constants, processors)
         _COMPILED[id(statement)] = found
     return found
 
@@ -354,11 +379,24 @@ async def hot(engine: AsyncEngine, *, transaction: bool = False) -> AsyncIterato
         await pool.release(connection)
 
 
-def _bound(compiled: _Compiled, parameters: Mapping[str, Any]) -> dict[str, Any]:
-    values = dict(compiled.constants)
-    for name, value in parameters.items():
-        processor = compiled.processors.get(name)
-        values[name] = processor(value) if processor is not None else value
+def _raw_cursor(driver: Any) -> Any:
+    """A cursor that sends the SQL as it is, with positional ``$n`` parameters."""
+    import psycopg
+
+    return psycopg.AsyncRawCursor(driver)
+
+
+def _bound(compiled: _Compiled, parameters: Mapping[str, Any]) -> list[Any]:
+    """The values in the statement's parameter order: each given one converted as its column type says,
+    the others the statement's own (constants, or None for a parameter not given)."""
+    values = []
+    for name in compiled.order:
+        if name in parameters:
+            processor = compiled.processors.get(name)
+            value = parameters[name]
+            values.append(processor(value) if processor is not None else value)
+        else:
+            values.append(compiled.constants.get(name))
     return values
 
 
@@ -391,9 +429,15 @@ async def read_rows(
     if driver is None:
         return [dict(row) for row in (await connection.execute(statement, dict(parameters))).mappings()]
     compiled = _compiled(_dialect_of(connection), statement)
-    cursor = await driver.execute(compiled.sql, _bound(compiled, parameters))
-    names = [column.name for column in cursor.description or ()]
-    return [dict(zip(names, map(_utc, row), strict=True)) for row in await cursor.fetchall()]
+    cursor = _raw_cursor(driver)
+    try:
+        await cursor.execute(compiled.sql, _bound(compiled, parameters))
+        names = compiled.names
+        if names is None:
+            names = compiled.names = [column.name for column in cursor.description or ()]
+        return [dict(zip(names, map(_utc, row), strict=True)) for row in await cursor.fetchall()]
+    finally:
+        await cursor.close()
 
 
 async def write_rows(
@@ -409,7 +453,7 @@ async def write_rows(
         result = await connection.execute(statement, many if len(many) > 1 else many[0])
         return int(result.rowcount or 0)
     compiled = _compiled(_dialect_of(connection), statement)
-    cursor = driver.cursor()
+    cursor = _raw_cursor(driver)
     try:
         if len(parameters) == 1:
             await cursor.execute(compiled.sql, _bound(compiled, parameters[0]))
