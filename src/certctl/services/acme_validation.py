@@ -52,6 +52,7 @@ class ChallengeValidator:
         self._config = config
         self._running: set[asyncio.Task[dict[str, Any] | None]] = set()
         self._dns: dns.asyncresolver.Resolver | None = None
+        self._dns_address: tuple[str, int] | None = None
 
     def start(
         self, challenge_id: str, *, context: dict[str, Any] | None = None
@@ -305,5 +306,8 @@ class ChallengeValidator:
         return [r.to_text() for r in answer]
 
     def _dns_server(self) -> tuple[str, int]:
-        assert self._config.dns_resolver is not None
-        return parse_listen(self._config.dns_resolver)
+        """The configured DNS server's address; parsed once."""
+        if self._dns_address is None:
+            assert self._config.dns_resolver is not None
+            self._dns_address = parse_listen(self._config.dns_resolver)
+        return self._dns_address
