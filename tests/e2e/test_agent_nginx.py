@@ -39,6 +39,17 @@ def served_fingerprint(port: int) -> str:
     return fingerprint.split("=", 1)[1].strip().replace(":", "").lower()
 
 
+def served_soon(port: int, expected: str, seconds: float = 10.0) -> str:
+    """What nginx serves once it serves ``expected``, or at the end of ``seconds``: a reload signals the
+    workers and returns, so new connections may meet an old worker for a moment."""
+    deadline = time.monotonic() + seconds
+    served = served_fingerprint(port)
+    while served != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+        served = served_fingerprint(port)
+    return served
+
+
 @pytest.fixture
 def nginx(tmp_path: Path) -> Iterator[WebDaemon]:
     ca = TestCa(tmp_path / "ca")
@@ -135,7 +146,7 @@ def test_agent_deploys_renews_and_rolls_back_on_nginx(
         if "current_version" in current
         else _current_fp(client, certificate_id)
     )
-    assert served_fingerprint(nginx.port) == first_fp
+    assert served_soon(nginx.port, first_fp) == first_fp
     assert not any((state / "keys").glob("pending-*")), "the certified key is filed under its public key"
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in (state / "keys").iterdir())
     assert client.get(f"/api/v1/targets/{target.json()['id']}").json()["last_check"]["ok"] is True
