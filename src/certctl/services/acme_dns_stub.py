@@ -23,7 +23,6 @@ from typing import Final
 
 A: Final = 1
 AAAA: Final = 28
-CNAME: Final = 5
 CLASS_IN: Final = 1
 MAX_MESSAGE: Final = 4096
 RETRY_SECONDS: Final = 2.0
