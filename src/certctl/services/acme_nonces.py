@@ -6,8 +6,14 @@ database read, so ``newNonce`` costs nothing. Single use is enforced when a nonc
 into ``acme_used_nonces`` (primary key), so a replay fails on any replica. Spent rows are kept only until
 the nonce would be refused as too old anyway, then the leader's sweep deletes them.
 
-Spending is group-committed on both engines: the nonces of concurrent requests are inserted together,
-on PostgreSQL by one statement run on its own (no BEGIN/COMMIT round trips), on SQLite in one
+On PostgreSQL the requests whose handlers begin with a statement of their own (orders, authorizations,
+challenges, finalize, certificates) do not spend the nonce apart: :meth:`NonceBook.rider` hands the
+insert to that first statement (``WITH spent_nonce AS (INSERT ...) <statement>``), so the spend and
+the request's changes commit or fail together and a replay changes nothing. :meth:`settle` spends the
+nonce the usual way if no statement took it (a request refused before it reached the database).
+
+Otherwise spending is group-committed on both engines: the nonces of concurrent requests are inserted
+together, on PostgreSQL by one statement run on its own (no BEGIN/COMMIT round trips), on SQLite in one
 transaction. Whoever finds no flush running flushes everything queued and hands what queued meanwhile
 to a short task, so a burst of requests costs one round trip rather than one each, and each request
 still waits for its own row.
@@ -29,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from certctl.domain.clock import Clock
 from certctl.keys.envelope import MasterKey
 from certctl.services.acme_errors import AcmeError
-from certctl.store.db import hot
+from certctl.store.db import Rider, hot
 from certctl.store.repositories import acme
 
 NONCE_PURPOSE = "acme-nonce-v1"
@@ -63,6 +69,20 @@ class NonceBook:
             raise AcmeError("badNonce", "the nonce has expired; fetch a new one")
         return issued
 
+    def rider(self, nonce: str) -> Rider | None:
+        """The spend of ``nonce`` for the request's first statement to carry (see above); None on
+        SQLite, where :meth:`spend` is the way. Checks the nonce as :meth:`issued_at` does."""
+        if self._engine.dialect.name != "postgresql":
+            return None
+        expires = self.issued_at(nonce) + self._ttl
+        return acme.spent_nonce_rider(nonce, expires, _already_used)
+
+    async def settle(self, rider: Rider) -> None:
+        """After the request: spend the nonce if no statement carried it (``badNonce`` on a replay)."""
+        if not rider.carried:
+            rider.carried = True
+            await self.spend(rider.values[0])
+
     async def spend(self, nonce: str) -> None:
         """Check and mark used (group-committed, see above); ``badNonce`` on a replay."""
         issued = self.issued_at(nonce)
@@ -81,7 +101,7 @@ class NonceBook:
                     self._drainers.add(task)
                     task.add_done_callback(self._drainers.discard)
         if not await future:
-            raise AcmeError("badNonce", "the nonce was already used")
+            raise _already_used()
 
     async def _drain(self) -> None:
         try:
@@ -118,6 +138,10 @@ class NonceBook:
 
     def _mac(self, body: bytes) -> bytes:
         return hmac.new(self._key, body, hashlib.sha256).digest()[:16]
+
+
+def _already_used() -> AcmeError:
+    return AcmeError("badNonce", "the nonce was already used")
 
 
 def _b64(data: bytes) -> str:

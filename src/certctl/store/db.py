@@ -11,9 +11,10 @@ import re
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,8 @@ class _Compiled:
     processors: dict[str, Callable[[Any], Any]]
     names: list[str] | None = None
     """The result's column names, read from the first result (they never change)."""
+    carrying: dict[str, str] = field(default_factory=dict)
+    """The SQL with a rider's insert in front, per rider name (see :class:`Rider`)."""
 
 
 _PYFORMAT = re.compile(r"%\(([^)]+)\)s|%%")
@@ -228,6 +231,88 @@ def _positional(sql: str) -> tuple[str, tuple[str, ...]]:
         return f"${order.index(name) + 1}"
 
     return _PYFORMAT.sub(number, sql), tuple(order)
+
+
+@dataclass
+class Rider:
+    """A one-row insert that the first prebuilt statement its task sends next carries along, on
+    PostgreSQL outside a transaction: ``WITH <name> AS (INSERT ...) <statement>``. The two commit or
+    fail together, so a record that must be written before a request's own changes (an ACME nonce
+    spent) costs no statement of its own. The insert has no ON CONFLICT clause: a duplicate fails the
+    whole statement, changing nothing, and :func:`read_rows` raises ``refused()`` instead of the
+    driver's error. Set with :func:`riding`; ``carried`` tells whether a statement took it (if none
+    did, the owner writes the record itself)."""
+
+    name: str
+    """The CTE's name, also the key of the carrying SQL cached per statement."""
+    insert: str
+    """``INSERT INTO t (a, b) VALUES ({0}::VARCHAR, {1}::TIMESTAMPTZ)``: ``{n}`` = ``values[n]``."""
+    values: tuple[Any, ...]
+    constraint: str
+    """The unique constraint whose violation means the record exists already."""
+    refused: Callable[[], Exception]
+    task: asyncio.Task[Any] | None = field(default_factory=asyncio.current_task)
+    """Only this task's statements carry it (tasks it starts inherit the context, not the rider)."""
+    carried: bool = False
+
+
+_RIDER: ContextVar[Rider | None] = ContextVar("certctl_statement_rider", default=None)
+
+
+@contextmanager
+def riding(rider: Rider) -> Iterator[Rider]:
+    """Offer ``rider`` to the statements this task sends inside the block."""
+    token = _RIDER.set(rider)
+    try:
+        yield rider
+    finally:
+        _RIDER.reset(token)
+
+
+def _carrying(compiled: _Compiled, rider: Rider) -> str:
+    found = compiled.carrying.get(rider.name)
+    if found is None:
+        first = len(compiled.order) + 1
+        insert = rider.insert.format(*(f"${first + n}" for n in range(len(rider.values))))
+        sql = compiled.sql
+        if sql.startswith("WITH RECURSIVE "):
+            found = f"WITH RECURSIVE {rider.name} AS ({insert}), {sql[len('WITH RECURSIVE ') :]}"
+        elif sql.startswith("WITH "):
+            found = f"WITH {rider.name} AS ({insert}), {sql[len('WITH ') :]}"
+        else:
+            found = f"WITH {rider.name} AS ({insert}) {sql}"
+        compiled.carrying[rider.name] = found
+    return found
+
+
+async def _execute(driver: Any, cursor: Any, compiled: _Compiled, values: list[Any]) -> None:
+    """Run a prebuilt statement on a driver cursor, carrying this task's :class:`Rider` if it waits
+    for one and the connection is outside a transaction."""
+    rider = _RIDER.get()
+    if (
+        rider is None
+        or rider.carried
+        or rider.task is not asyncio.current_task()
+        or driver.info.transaction_status != _idle_status()
+    ):
+        await cursor.execute(compiled.sql, values)
+        return
+    import psycopg
+
+    try:
+        await cursor.execute(_carrying(compiled, rider), [*values, *rider.values])
+    except psycopg.errors.UniqueViolation as error:
+        if error.diag.constraint_name != rider.constraint:
+            raise
+        rider.carried = True
+        raise rider.refused() from None
+    rider.carried = True
+
+
+def _idle_status() -> Any:
+    from psycopg.pq import TransactionStatus
+
+    return TransactionStatus.IDLE
 
 
 _COMPILED: dict[int, _Compiled] = {}
@@ -431,7 +516,7 @@ async def read_rows(
     compiled = _compiled(_dialect_of(connection), statement)
     cursor = _raw_cursor(driver)
     try:
-        await cursor.execute(compiled.sql, _bound(compiled, parameters))
+        await _execute(driver, cursor, compiled, _bound(compiled, parameters))
         names = compiled.names
         if names is None:
             names = compiled.names = [column.name for column in cursor.description or ()]
@@ -456,7 +541,7 @@ async def write_rows(
     cursor = _raw_cursor(driver)
     try:
         if len(parameters) == 1:
-            await cursor.execute(compiled.sql, _bound(compiled, parameters[0]))
+            await _execute(driver, cursor, compiled, _bound(compiled, parameters[0]))
         else:
             await cursor.executemany(compiled.sql, [_bound(compiled, values) for values in parameters])
         return int(cursor.rowcount or 0)

@@ -690,14 +690,20 @@ class AcmeOrder(Base):
     produced; the certificate is named ``acme-<order id>`` (also when an approval issues it later)."""
 
     __tablename__ = "acme_orders"
+    __table_args__ = (
+        # an account's recent orders (the per-account limit, the orders list) without its whole history
+        Index("ix_acme_orders_account_id_created_at", "account_id", "created_at"),
+        # "did this account order that certificate": both columns in the index, whatever the statistics
+        Index("ix_acme_orders_certificate_id_account_id", "certificate_id", "account_id"),
+    )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("acme_accounts.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("acme_accounts.id", ondelete="CASCADE"))
     profile: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20))
     identifiers: Mapped[list[dict[str, str]]] = mapped_column(JSON)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    certificate_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    certificate_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     version_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     approval_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     replaces: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
@@ -709,6 +715,10 @@ class AcmeAuthorization(Base):
     """Proof of control of one identifier for one order (RFC 8555 §7.1.4); not reused across orders."""
 
     __tablename__ = "acme_authorizations"
+    __table_args__ = (
+        # a name's failed or valid authorizations (the failure limit, reuse), not the account's history
+        Index("ix_acme_authorizations_value_status_created_at", "identifier_value", "status", "created_at"),
+    )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     order_id: Mapped[str] = mapped_column(ForeignKey("acme_orders.id", ondelete="CASCADE"), index=True)
     identifier_type: Mapped[str] = mapped_column(String(10))

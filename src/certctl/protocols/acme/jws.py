@@ -3,7 +3,9 @@
 Flattened JSON serialization only; the protected header carries ``alg`` (asymmetric only), ``nonce``,
 ``url`` (equal to the request URL) and exactly one of ``jwk`` (newAccount, revokeCert by certificate key)
 or ``kid`` (the account URL). Signatures are verified with joserfc. The checks that need no database run
-first; the nonce is spent last, so a request refused for any other reason does not burn it.
+first; the nonce is spent last, so a request refused for any other reason does not burn it. With
+``defer`` (PostgreSQL, handlers whose first statement can carry it) it is not spent here: the result's
+``rider`` goes with the handler (see ``acme_nonces``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from joserfc.registry import HeaderParameter
 
 from certctl.services.acme_errors import AcmeError
 from certctl.services.acme_server import AcmeServer
+from certctl.store.db import Rider
 
 ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "PS256", "EdDSA")
 JOSE_TYPE = "application/jose+json"
@@ -50,6 +53,8 @@ class Verified:
     jwk: dict[str, Any]
     thumbprint: str
     public_key: Any
+    rider: Rider | None = None
+    """The nonce's spend, still to be carried or settled (``defer``)."""
 
 
 def _b64json(segment: Any, what: str) -> Any:
@@ -79,7 +84,9 @@ def _parse(body: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
     return message, protected
 
 
-async def verify(server: AcmeServer, *, content_type: str, body: bytes, url: str, mode: KeyMode) -> Verified:
+async def verify(
+    server: AcmeServer, *, content_type: str, body: bytes, url: str, mode: KeyMode, defer: bool = False
+) -> Verified:
     if content_type.split(";")[0].strip().lower() != JOSE_TYPE:
         raise AcmeError("malformed", f"the content type must be {JOSE_TYPE}", status=415)
     message, protected = _parse(body)
@@ -122,13 +129,16 @@ async def verify(server: AcmeServer, *, content_type: str, body: bytes, url: str
     except (ValueError, TypeError, KeyError):
         raise AcmeError("malformed", "the JWS key cannot be used") from None
     payload = _payload(signed.payload)
-    await server.nonces.spend(nonce)
+    rider = server.nonces.rider(nonce) if defer else None
+    if rider is None:
+        await server.nonces.spend(nonce)
     return Verified(
         payload=payload,
         account=account,
         jwk=dict(public_jwk),
         thumbprint=thumbprint,
         public_key=key.public_key,
+        rider=rider,
     )
 
 

@@ -25,6 +25,7 @@ from certctl.services.acme_errors import AcmeError, not_found
 from certctl.services.acme_keychange import KeyInUse
 from certctl.services.acme_profile_choice import advertised_profiles, choose_profile
 from certctl.services.acme_server import AcmeServer
+from certctl.store.db import riding
 
 Handler = Callable[[AcmeServer, AcmeProfile, views.Urls, Verified, str], Awaitable[Response]]
 
@@ -71,6 +72,8 @@ class Incoming:
 
 _POST_ROUTES: dict[str, tuple[KeyMode, Handler]] = {}
 _POST_RESOURCES: dict[tuple[str, str], tuple[KeyMode, Handler]] = {}
+_CARRIED: set[Handler] = set()
+"""Handlers whose first statement carries the nonce's spend (no change of theirs comes before it)."""
 
 
 async def dispatch(server: AcmeServer, incoming: Incoming) -> tuple[str, Response]:
@@ -179,8 +182,18 @@ async def _post(
             body=incoming.body,
             url=incoming.base_url.rstrip("/") + incoming.path,
             mode=mode,
+            defer=handler in _CARRIED,
         )
-        return await handler(server, found, urls, verified, resource_id)
+        if verified.rider is None:
+            return await handler(server, found, urls, verified, resource_id)
+        with riding(verified.rider):
+            try:
+                response = await handler(server, found, urls, verified, resource_id)
+            except AcmeError:
+                await server.nonces.settle(verified.rider)  # a replay answers badNonce instead
+                raise
+        await server.nonces.settle(verified.rider)
+        return response
     except AcmeError as exc:
         return _problem(server, urls, exc)
 
@@ -385,3 +398,4 @@ _POST_RESOURCES.update(
         ("cert", ""): ("kid", _certificate),
     }
 )
+_CARRIED.update({_new_order, _order, _finalize, _authorization, _challenge, _certificate})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from certctl.store.db import driver_of, read_rows, write_rows
+from certctl.store.db import Rider, driver_of, read_rows, write_rows
 from certctl.store.models import (
     AcmeAccount,
     AcmeAuthorization,
@@ -75,6 +75,18 @@ async def spend_nonces(connection: Any, entries: Sequence[tuple[str, datetime]])
         result = await connection.execute(_SPEND_ONE, {"nonce": nonce, "expires_at": expires_at})
         fresh.update(str(value) for value in result.scalars())
     return fresh
+
+
+def spent_nonce_rider(nonce: str, expires_at: datetime, refused: Callable[[], Exception]) -> Rider:
+    """The spend of one nonce, carried by the request's first statement (PostgreSQL): a nonce used
+    before fails that statement, so the request changes nothing, and ``refused()`` is raised."""
+    return Rider(
+        name="spent_nonce",
+        insert="INSERT INTO acme_used_nonces (nonce, expires_at) VALUES ({0}::VARCHAR, {1}::TIMESTAMPTZ)",
+        values=(nonce, expires_at),
+        constraint="pk_acme_used_nonces",
+        refused=refused,
+    )
 
 
 async def forget_spent_nonces(connection: AsyncConnection, *, now: datetime) -> int:
@@ -237,14 +249,18 @@ async def orders_of_account(connection: AsyncConnection, account_id: str, *, lim
     return [str(row) for row in (await connection.execute(statement)).scalars()]
 
 
-_CERTIFICATE_OF_ACCOUNT = select(VERSIONS.c.cert_pem, VERSIONS.c.chain_pem).where(
-    VERSIONS.c.id == bindparam("version_id"),
-    select(ORDERS.c.id)
-    .where(
-        ORDERS.c.account_id == bindparam("account_id"), ORDERS.c.certificate_id == VERSIONS.c.certificate_id
+_CERTIFICATE_OF_ACCOUNT = (
+    select(VERSIONS.c.cert_pem, VERSIONS.c.chain_pem)
+    .join(
+        ORDERS,
+        (ORDERS.c.certificate_id == VERSIONS.c.certificate_id)
+        & (ORDERS.c.account_id == bindparam("account_id")),
     )
-    .exists(),
+    .where(VERSIONS.c.id == bindparam("version_id"))
+    .limit(1)
 )
+"""A join (not EXISTS), so the planner probes the (certificate, account) index even before the tables
+have statistics, rather than reading every order of the account."""
 
 
 async def certificate_of_account(
