@@ -26,6 +26,7 @@ from certctl.domain.clock import SystemClock
 from certctl.errors import ConfigurationError
 from certctl.keys.envelope import MasterKey, load_master_key
 from certctl.scheduler.runner import scheduler_loop, worker_loop
+from certctl.server.coalesce import CoalescingHttpToolsProtocol
 from certctl.server.tls_files import TlsFiles, ensure_tls, server_ssl_context
 from certctl.services.acme import AcmeConfig
 from certctl.services.container import Services, build_services
@@ -144,12 +145,22 @@ async def serve(prepared: Prepared, sockets: tuple[socket.socket, socket.socket]
     )
     public_app = create_public_app(services)
     https_config = uvicorn.Config(
-        app, log_level=settings.log_level, access_log=False, server_header=False, proxy_headers=False
+        app,
+        log_level=settings.log_level,
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+        http=CoalescingHttpToolsProtocol,
     )
     https_config.load()
     https_config.ssl = server_ssl_context(prepared.tls, min_version=settings.tls_min_version)
     http_config = uvicorn.Config(
-        public_app, log_level=settings.log_level, access_log=False, server_header=False, proxy_headers=False
+        public_app,
+        log_level=settings.log_level,
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+        http=CoalescingHttpToolsProtocol,
     )
     https_server, http_server = uvicorn.Server(https_config), uvicorn.Server(http_config)
     gc.freeze()  # start-up objects live forever: keep them out of every later collection
