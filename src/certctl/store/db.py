@@ -347,14 +347,17 @@ class DriverPool:
 
     Checking a connection out of the engine's pool, switching it to autocommit and back, and resetting
     it on return cost more CPU than the statement itself; these connections are opened in autocommit
-    mode with the engine's connection arguments (the same type adapters) and handed out as they are.
+    mode with the engine's connection arguments (the same type adapters) and handed out as they are,
+    their sockets registered with the event loop once (:mod:`certctl.store.hot_connection`).
     A connection that was idle for ``IDLE_PING_SECONDS`` is pinged first; one that comes back broken,
     closed or inside a transaction (a cancelled request) is closed instead of reused."""
 
     def __init__(self, engine: AsyncEngine, size: int | None = None) -> None:
         import psycopg
 
-        self._connect = psycopg.AsyncConnection.connect
+        from certctl.store.hot_connection import HotConnection
+
+        self._connect = HotConnection.connect
         self.driver_error = psycopg.Error
         self._idle_status = psycopg.pq.TransactionStatus.IDLE
         sync = engine.sync_engine
