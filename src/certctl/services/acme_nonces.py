@@ -69,12 +69,13 @@ class NonceBook:
             raise AcmeError("badNonce", "the nonce has expired; fetch a new one")
         return issued
 
-    def rider(self, nonce: str) -> Rider | None:
+    def rider(self, nonce: str, issued: datetime | None = None) -> Rider | None:
         """The spend of ``nonce`` for the request's first statement to carry (see above); None on
-        SQLite, where :meth:`spend` is the way. Checks the nonce as :meth:`issued_at` does."""
+        SQLite, where :meth:`spend` is the way. Checks the nonce as :meth:`issued_at` does, unless
+        ``issued`` is what that said already."""
         if self._engine.dialect.name != "postgresql":
             return None
-        expires = self.issued_at(nonce) + self._ttl
+        expires = (issued or self.issued_at(nonce)) + self._ttl
         return acme.spent_nonce_rider(nonce, expires, _already_used)
 
     async def settle(self, rider: Rider) -> None:
@@ -83,9 +84,10 @@ class NonceBook:
             rider.carried = True
             await self.spend(rider.values[0])
 
-    async def spend(self, nonce: str) -> None:
-        """Check and mark used (group-committed, see above); ``badNonce`` on a replay."""
-        issued = self.issued_at(nonce)
+    async def spend(self, nonce: str, issued: datetime | None = None) -> None:
+        """Check and mark used (group-committed, see above); ``badNonce`` on a replay. ``issued``: what
+        :meth:`issued_at` said of this nonce already."""
+        issued = issued or self.issued_at(nonce)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((nonce, issued + self._ttl, future))
         if not self._flushing:

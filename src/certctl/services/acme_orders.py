@@ -74,6 +74,28 @@ def _seconds_until(moment: datetime, now: datetime) -> int:
     return max(1, int((moment - now).total_seconds()) + 1)
 
 
+def _rate_limited(facts: acme.LimitFacts, limits: acme.OrderLimits, now: datetime) -> AcmeError:
+    """``rateLimited`` (429 with Retry-After) for an order past the per-account order limit or the
+    failed-validation limit of a name (counted only for orders whose names are validated: a trusted
+    order has none to fail). Counted from the orders table, so the limits hold across replicas."""
+    if limits.orders and facts.orders is not None:
+        count, oldest = facts.orders
+        if count >= limits.orders and oldest is not None:
+            return AcmeError(
+                "rateLimited",
+                f"this account created {count} orders in the last hour (limit {limits.orders})",
+                retry_after=_seconds_until(oldest + RATE_WINDOW, now),
+            )
+    for value, (count, oldest) in sorted(facts.failures.items()):
+        if count >= limits.failures:
+            return AcmeError(
+                "rateLimited",
+                f"{value}: {count} failed validations in the last hour (limit {limits.failures})",
+                retry_after=_seconds_until(oldest + RATE_WINDOW, now),
+            )
+    raise AssertionError("an order refused within its limits")
+
+
 class AcmeOrders:
     def __init__(self, context: ServiceContext, config: AcmeConfig) -> None:
         self._ctx = context
@@ -101,7 +123,6 @@ class AcmeOrders:
         trusted = await self._eab.admit_order(
             account_id=account["id"], profile=profile, identifiers=identifiers
         )
-        await self._within_limits(account["id"], identifiers, validated=not trusted)
         now = self._ctx.clock.now()
         expires = now + self._config.order_ttl
         order = {
@@ -181,47 +202,18 @@ class AcmeOrders:
             ]
         if authorizations and all(a["status"] == "valid" for a in authorizations):
             order["status"] = "ready"
-        async with hot(self._ctx.engine) as connection:
-            await acme.insert_order(
-                connection, order=order, authorizations=authorizations, challenges=challenges
-            )
-        return order, [a["id"] for a in sorted(authorizations, key=lambda a: a["identifier_value"])]
-
-    async def _within_limits(
-        self, account_id: str, identifiers: list[dict[str, str]], *, validated: bool
-    ) -> None:
-        """``rateLimited`` (429 with Retry-After) past the per-account order limit or the failed-validation
-        limit of a name (for orders whose names are validated: a trusted order has none to fail).
-        Counted from the orders table, so the limits hold across replicas."""
-        orders_limit, failures_limit = (
-            self._config.orders_per_account_hour,
-            self._config.failures_per_identifier_hour if validated else 0,
+        limits = acme.OrderLimits(
+            since=now - RATE_WINDOW,
+            orders=self._config.orders_per_account_hour,
+            failures=0 if trusted else self._config.failures_per_identifier_hour,
         )
-        if not orders_limit and not failures_limit:
-            return
-        now = self._ctx.clock.now()
-        since = now - RATE_WINDOW
         async with hot(self._ctx.engine) as connection:
-            if orders_limit:
-                count, oldest = await acme.recent_orders(connection, account_id=account_id, since=since)
-                if count >= orders_limit and oldest is not None:
-                    raise AcmeError(
-                        "rateLimited",
-                        f"this account created {count} orders in the last hour (limit {orders_limit})",
-                        retry_after=_seconds_until(oldest + RATE_WINDOW, now),
-                    )
-            if failures_limit:
-                values = [i["value"].removeprefix("*.") for i in identifiers]
-                failures = await acme.recent_failures(
-                    connection, account_id=account_id, values=values, since=since
-                )
-                for value, (count, oldest) in sorted(failures.items()):
-                    if count >= failures_limit:
-                        raise AcmeError(
-                            "rateLimited",
-                            f"{value}: {count} failed validations in the last hour (limit {failures_limit})",
-                            retry_after=_seconds_until(oldest + RATE_WINDOW, now),
-                        )
+            refused = await acme.insert_order(
+                connection, order=order, authorizations=authorizations, challenges=challenges, limits=limits
+            )
+        if refused is not None:
+            raise _rate_limited(refused, limits, now)
+        return order, [a["id"] for a in sorted(authorizations, key=lambda a: a["identifier_value"])]
 
     async def _reusable(
         self, account_id: str, identifiers: list[dict[str, str]], now: datetime

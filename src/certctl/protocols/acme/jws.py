@@ -100,7 +100,7 @@ async def verify(
     nonce = protected.get("nonce")
     if not isinstance(nonce, str) or not nonce:
         raise AcmeError("badNonce", "the JWS protected header has no nonce")
-    server.nonces.issued_at(nonce)
+    issued = server.nonces.issued_at(nonce)
     if protected.get("url") != url:
         raise AcmeError("unauthorized", "the JWS url does not match the request URL")
     has_jwk, has_kid = "jwk" in protected, "kid" in protected
@@ -120,7 +120,7 @@ async def verify(
         if not isinstance(jwk, dict) or "d" in jwk or jwk.get("kty") == "oct":
             raise AcmeError("malformed", "the jwk must be a public asymmetric key")
     try:
-        key, thumbprint, public_jwk = _imported(jwk, remember=has_kid)
+        key, thumbprint, public_jwk = _imported(jwk, known=account["jwk_thumbprint"] if account else None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SecurityWarning)
             signed = jws.deserialize_json(cast(FlattenedJSONSerialization, message), key, registry=_REGISTRY)
@@ -129,9 +129,9 @@ async def verify(
     except (ValueError, TypeError, KeyError):
         raise AcmeError("malformed", "the JWS key cannot be used") from None
     payload = _payload(signed.payload)
-    rider = server.nonces.rider(nonce) if defer else None
+    rider = server.nonces.rider(nonce, issued) if defer else None
     if rider is None:
-        await server.nonces.spend(nonce)
+        await server.nonces.spend(nonce, issued)
     return Verified(
         payload=payload,
         account=account,
@@ -142,19 +142,19 @@ async def verify(
     )
 
 
-def _imported(jwk: dict[str, Any], *, remember: bool) -> tuple[Any, str, dict[str, Any]]:
+def _imported(jwk: dict[str, Any], *, known: str | None) -> tuple[Any, str, dict[str, Any]]:
     """The key a JWK describes, its RFC 7638 thumbprint and its public JWK. Registered accounts' keys
-    (``remember``: the JWK came from our database, not from the request) are imported once per process,
-    bounded: every request of an account is signed by the same key."""
-    cache_key = json.dumps(jwk, sort_keys=True, separators=(",", ":")) if remember else ""
-    found = _KEYS.get(cache_key) if remember else None
+    (``known``: the JWK came from our database, not from the request, with its thumbprint) are
+    imported once per process, bounded, and found by that thumbprint: every request of an account is
+    signed by the same key."""
+    found = _KEYS.get(known) if known is not None else None
     if found is None:
         key = JWKRegistry.import_key(jwk)
         found = (key, key.thumbprint(), key.as_dict(private=False))
-        if remember:
+        if known is not None:
             if len(_KEYS) >= MAX_CACHED_KEYS:
                 _KEYS.clear()
-            _KEYS[cache_key] = found
+            _KEYS[known] = found
     return found
 
 

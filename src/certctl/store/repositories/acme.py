@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
     ARRAY,
+    Integer,
     Select,
     String,
     Update,
+    and_,
     any_,
     bindparam,
     delete,
@@ -19,6 +22,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import sqlite
@@ -122,53 +126,186 @@ _INSERT_AUTHORIZATION = insert(AUTHORIZATIONS).values(
 _INSERT_CHALLENGE = insert(CHALLENGES).values({c.name: bindparam(c.name) for c in CHALLENGES.columns})
 
 
+@dataclass(frozen=True)
+class OrderLimits:
+    """What a new order must stay within, counted since ``since`` (0: no such limit): the account's
+    orders, and the failed validations of each of the order's names by the account."""
+
+    since: datetime
+    orders: int = 0
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class LimitFacts:
+    """Why an order was refused: the account's recent orders (count, oldest; None when not counted) and
+    the recent failed validations per name (count, oldest)."""
+
+    orders: tuple[int, datetime | None] | None
+    failures: dict[str, tuple[int, datetime]]
+
+    def exceed(self, limits: OrderLimits) -> bool:
+        if limits.orders and self.orders is not None:
+            count, oldest = self.orders
+            if count >= limits.orders and oldest is not None:
+                return True
+        return bool(limits.failures) and any(n >= limits.failures for n, _ in self.failures.values())
+
+
 async def insert_order(
     connection: Any,
     *,
     order: dict[str, Any],
     authorizations: Sequence[dict[str, Any]],
     challenges: Sequence[dict[str, Any]],
-) -> None:
-    """An order with its authorizations and their challenges (every column given), atomically: on
-    PostgreSQL one statement for an order of up to four names (foreign keys are checked at its end), else
-    three in a transaction (the caller's, or one opened on a driver connection)."""
+    limits: OrderLimits | None = None,
+) -> LimitFacts | None:
+    """An order with its authorizations and their challenges (every column given), atomically, unless
+    it would pass ``limits``: then nothing is stored and the facts are returned. On PostgreSQL one
+    statement for an order of up to four names, the limits counted inside it (foreign keys are checked
+    at its end); else the counts, then three inserts in a transaction (the caller's, or one opened on a
+    driver connection)."""
+    counted = limits is not None and bool(limits.orders or limits.failures)
     driver = await driver_of(connection)
     if driver is None or len(authorizations) > SINGLE_STATEMENT_AUTHORIZATIONS:
         async with driver.transaction() if driver is connection else contextlib.nullcontext():
+            if counted:
+                assert limits is not None
+                facts = await _limit_facts(connection, order["account_id"], authorizations, limits)
+                if facts.exceed(limits):
+                    return facts
             await write_rows(connection, _INSERT_ORDER, [order])
             await write_rows(connection, _INSERT_AUTHORIZATION, authorizations)
             await write_rows(connection, _INSERT_CHALLENGE, challenges)
-        return
+        return None
     parameters = dict(order)
     for prefix, rows in (("a", authorizations), ("c", challenges)):
         for index, row in enumerate(rows):
             parameters.update({f"{prefix}{index}_{name}": value for name, value in row.items()})
-    await read_rows(connection, _order_insert(len(authorizations), len(challenges)), parameters)
+    by_orders = counted and limits is not None and bool(limits.orders)
+    by_failures = counted and limits is not None and bool(limits.failures and authorizations)
+    if limits is not None and counted:
+        parameters |= {
+            "since": limits.since,
+            "orders_limit": limits.orders,
+            "failures_limit": limits.failures,
+        }
+    statement = _order_insert(len(authorizations), len(challenges), by_orders, by_failures)
+    (row,) = await read_rows(connection, statement, parameters)
+    if row["new_acme_orders"]:
+        return None
+    return LimitFacts(
+        orders=(int(row["recent_orders"]), row["oldest_order"]) if by_orders else None,
+        failures={
+            str(value): (int(count), oldest)
+            for value, count, oldest in zip(
+                row.get("failed_names") or [],
+                row.get("failed_counts") or [],
+                row.get("failed_oldest") or [],
+                strict=True,
+            )
+        },
+    )
+
+
+async def _limit_facts(
+    connection: Any, account_id: str, authorizations: Sequence[dict[str, Any]], limits: OrderLimits
+) -> LimitFacts:
+    orders = None
+    if limits.orders:
+        orders = await recent_orders(connection, account_id=account_id, since=limits.since)
+    failures: dict[str, tuple[int, datetime]] = {}
+    if limits.failures and authorizations:
+        values = [a["identifier_value"] for a in authorizations]
+        failures = await recent_failures(connection, account_id=account_id, values=values, since=limits.since)
+    return LimitFacts(orders=orders, failures=failures)
 
 
 SINGLE_STATEMENT_AUTHORIZATIONS = 4
 """Orders up to this many names are stored by one statement (one built per shape, so their number stays
 small); bigger ones by three in a transaction."""
-_ORDER_INSERTS: dict[tuple[int, int], Select[Any]] = {}
+_ORDER_INSERTS: dict[tuple[int, int, bool, bool], Select[Any]] = {}
 
 
-def _order_insert(authorizations: int, challenges: int) -> Select[Any]:
+def _order_insert(
+    authorizations: int, challenges: int, orders_limit: bool, failures_limit: bool
+) -> Select[Any]:
     """The order, its authorizations and challenges as one statement (data-modifying CTEs), built once
-    per number of authorizations and challenges."""
-    found = _ORDER_INSERTS.get((authorizations, challenges))
+    per shape. With limits, the account's recent orders and its names' recent failed validations are
+    counted in the same statement and the order is inserted only within them (its rows are selected
+    from the inserted order, so none is stored without it); the counts are returned."""
+    key = (authorizations, challenges, orders_limit, failures_limit)
+    found = _ORDER_INSERTS.get(key)
     if found is not None:
         return found
-    steps = [insert(ORDERS).values({c.name: bindparam(c.name, type_=c.type) for c in ORDERS.columns})]
+    conditions: list[Any] = []
+    outputs: list[Any] = []
+    if orders_limit:
+        recent = (
+            select(func.count().label("n"), func.min(ORDERS.c.created_at).label("oldest"))
+            .where(
+                ORDERS.c.account_id == bindparam("account_id", type_=ORDERS.c.account_id.type),
+                ORDERS.c.created_at > bindparam("since", type_=ORDERS.c.created_at.type),
+            )
+            .cte("recent_orders")
+        )
+        conditions.append(select(recent.c.n).scalar_subquery() < bindparam("orders_limit", type_=Integer))
+        outputs += [
+            select(recent.c.n).scalar_subquery().label("recent_orders"),
+            select(recent.c.oldest).scalar_subquery().label("oldest_order"),
+        ]
+    if failures_limit:
+        names = [
+            bindparam(f"a{i}_identifier_value", type_=AUTHORIZATIONS.c.identifier_value.type)
+            for i in range(authorizations)
+        ]
+        failed = (
+            select(
+                AUTHORIZATIONS.c.identifier_value.label("value"),
+                func.count().label("n"),
+                func.min(AUTHORIZATIONS.c.created_at).label("oldest"),
+            )
+            .join(ORDERS, ORDERS.c.id == AUTHORIZATIONS.c.order_id)
+            .where(
+                ORDERS.c.account_id == bindparam("account_id", type_=ORDERS.c.account_id.type),
+                AUTHORIZATIONS.c.identifier_value.in_(names),
+                AUTHORIZATIONS.c.status == "invalid",
+                AUTHORIZATIONS.c.created_at > bindparam("since", type_=ORDERS.c.created_at.type),
+            )
+            .group_by(AUTHORIZATIONS.c.identifier_value)
+            .cte("failed_validations")
+        )
+        limit = bindparam("failures_limit", type_=Integer)
+        conditions.append(~select(failed.c.value).where(failed.c.n >= limit).exists())
+        outputs += [
+            select(func.array_agg(failed.c.value)).scalar_subquery().label("failed_names"),
+            select(func.array_agg(failed.c.n)).scalar_subquery().label("failed_counts"),
+            select(func.array_agg(failed.c.oldest)).scalar_subquery().label("failed_oldest"),
+        ]
+    order_values = select(*(bindparam(c.name, type_=c.type) for c in ORDERS.columns))
+    if conditions:
+        order_values = order_values.where(and_(*conditions))
+    new_order = (
+        insert(ORDERS)
+        .from_select([c.name for c in ORDERS.columns], order_values)
+        .returning(ORDERS.c.id)
+        .cte("new_acme_orders")
+    )
+    ctes = [new_order]
     for prefix, table, count in (("a", AUTHORIZATIONS, authorizations), ("c", CHALLENGES, challenges)):
         if count:
             rows = [
-                {c.name: bindparam(f"{prefix}{i}_{c.name}", type_=c.type) for c in table.columns}
+                select(
+                    *(bindparam(f"{prefix}{i}_{c.name}", type_=c.type) for c in table.columns)
+                ).select_from(new_order)
                 for i in range(count)
             ]
-            steps.append(insert(table).values(rows))
-    ctes = [step.returning(step.table.c.id).cte(f"new_{step.table.name}") for step in steps]
-    found = select(*(select(func.count()).select_from(cte).scalar_subquery() for cte in ctes))
-    _ORDER_INSERTS[(authorizations, challenges)] = found
+            source = rows[0] if count == 1 else union_all(*rows)
+            step = insert(table).from_select([c.name for c in table.columns], source)
+            ctes.append(step.returning(table.c.id).cte(f"new_{table.name}"))
+    counts = [select(func.count()).select_from(cte).scalar_subquery().label(cte.name) for cte in ctes]
+    found = select(*counts, *outputs)
+    _ORDER_INSERTS[key] = found
     return found
 
 
