@@ -1,17 +1,24 @@
-"""Concurrent issuances share transactions without losing, duplicating or failing each other."""
+"""Concurrent issuances share transactions (or, with a spare connection on PostgreSQL, are stored alone)
+without losing, duplicating or failing each other."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
+from sqlalchemy import literal, select
 from sqlalchemy.exc import IntegrityError
 
 from certctl.errors import Conflict
 from certctl.services.audit import SYSTEM
 from certctl.services.issuance import Issued, IssueRequest
+from certctl.store import db, group_commit
 from support.apps import ApiHarness
 from support.csrs import counts
+
+ONE = select(literal(1).label("one"))
 
 
 def _request(name: str, *, team_id: str | None = None) -> IssueRequest:
@@ -76,3 +83,35 @@ def test_one_at_a_time_stores_all_or_nothing(api: ApiHarness) -> None:
     listed = api.get("/api/v1/certificates", params={"q": "alone"}).json()["items"]
     assert [c["id"] for c in listed] == [first.certificate["id"]]
     assert listed[0]["current_version_id"] == first.version["id"]
+
+
+def test_a_spare_connection_stores_an_item_alone_beside_a_running_flush(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL an item that arrives while a flush runs is stored alone, on a spare connection, up
+    to ``SOLO_FLUSHES`` at a time; the rest queue and share a batch. On SQLite they always queue."""
+    monkeypatch.setattr(group_commit, "SOLO_FLUSHES", 2)
+    batches: list[list[int]] = []
+
+    async def flush(connection: Any, items: Sequence[int]) -> list[int]:
+        batches.append(list(items))
+        await db.read_rows(connection, ONE, {})
+        await asyncio.sleep(0.05)
+        return [item * 10 for item in items]
+
+    async def scenario() -> list[int]:
+        engine = db.make_engine(database_url, pool_size=2)
+        try:
+            committer = group_commit.GroupCommitter(engine, flush, single_is_atomic=True)
+            first = asyncio.ensure_future(committer.submit(1))
+            await asyncio.sleep(0.01)  # the first submitter is flushing
+            rest = [asyncio.ensure_future(committer.submit(n)) for n in (2, 3, 4, 5)]
+            return list(await asyncio.gather(first, *rest))
+        finally:
+            await db.dispose(engine)
+
+    assert asyncio.run(scenario()) == [10, 20, 30, 40, 50]
+    if "postgresql" in database_url:
+        assert batches == [[1], [2], [3], [4, 5]]
+    else:
+        assert batches == [[1], [2, 3, 4, 5]]

@@ -4,8 +4,9 @@ joined.
 The server writes a response's status line and headers, then its body, as two writes; on a TLS
 connection each becomes a TLS record and a ``send`` of its own, and the client wakes up for each. A
 response of the ACME or OCSP paths is a few hundred bytes, so the second write costs as much as the
-first. Writes made in the same turn of the event loop are held and written together at the start of the
-next (``call_soon``): the response leaves as one record and one ``send``, in the order written.
+first. Writes are held and written together when the response is complete (or, for a body streamed over
+several turns of the event loop, at the end of each turn, ``call_soon``): the response leaves as one
+record and one ``send``, in the order written, with no wait behind the other work of the turn.
 Closing, ``write_eof`` and a protocol switch write what is held first; ``abort`` drops it, as the
 transport does with its own buffer.
 """
@@ -71,7 +72,13 @@ class CoalescingTransport:
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol on a :class:`CoalescingTransport`."""
+    """uvicorn's httptools protocol on a :class:`CoalescingTransport`, written out as each response
+    completes."""
+
+    def on_response_complete(self) -> None:
+        if isinstance(self.transport, CoalescingTransport):
+            self.transport.flush()
+        super().on_response_complete()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TLS transport is not an asyncio.Transport subclass, but has its methods

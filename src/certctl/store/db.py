@@ -404,6 +404,10 @@ class DriverPool:
             self._give(None)
             raise
 
+    def spare(self) -> bool:
+        """Whether a connection can be had now without waiting (an idle one, or room to open one)."""
+        return not self._waiters and (bool(self._idle) or self._open < self._size)
+
     async def release(self, connection: Any) -> None:
         if (
             self._closed
@@ -440,6 +444,15 @@ class DriverPool:
 
 _DRIVER_POOLS: weakref.WeakKeyDictionary[AsyncEngine, DriverPool] = weakref.WeakKeyDictionary()
 _PG_DIALECT: Any = None
+
+
+def spare_hot_connection(engine: AsyncEngine) -> bool:
+    """Whether :func:`hot` would hand out a PostgreSQL driver connection now without waiting; False on
+    SQLite (one writer at a time)."""
+    if engine.dialect.name != "postgresql":
+        return False
+    pool = _DRIVER_POOLS.get(engine)
+    return pool is None or pool.spare()
 
 
 @asynccontextmanager
