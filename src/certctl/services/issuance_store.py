@@ -48,9 +48,12 @@ async def store_new_certificates(
     stored = [item for item in batch if item.certificate["id"] in inserted]
     await certificates.insert_versions(connection, [item.version for item in stored])
     await audit.append(connection, [item.event for item in stored])
-    for item in stored:
+    linked: dict[int, tuple[Update, list[dict[str, Any]]]] = {}
+    for item in stored:  # each linked statement once for the whole batch (one round trip, pipelined)
         for statement, parameters in item.linked:
-            await write_rows(connection, statement, [parameters])
+            linked.setdefault(id(statement), (statement, []))[1].append(parameters)
+    for statement, rows in linked.values():
+        await write_rows(connection, statement, rows)
     return [None if item.certificate["id"] in inserted else _taken(item) for item in batch]
 
 

@@ -541,6 +541,31 @@ async def read_rows(
         await cursor.close()
 
 
+async def read_rows_many(
+    connection: Any, statement: Prebuilt, parameters: Sequence[Mapping[str, Any]]
+) -> list[list[dict[str, Any]]]:
+    """The rows of a prebuilt statement run once per parameter set, per run: on PostgreSQL all runs sent
+    together (the driver's pipeline: one round trip), on SQLite one after another."""
+    driver = await driver_of(connection)
+    if driver is None or len(parameters) < 2:
+        return [await read_rows(connection, statement, values) for values in parameters]
+    compiled = _compiled(_dialect_of(connection), statement)
+    cursor = _raw_cursor(driver)
+    try:
+        await cursor.executemany(
+            compiled.sql, [_bound(compiled, values) for values in parameters], returning=True
+        )
+        runs: list[list[dict[str, Any]]] = []
+        while True:
+            names = [column.name for column in cursor.description or ()]
+            rows = await cursor.fetchall()
+            runs.append([dict(zip(names, map(_utc, row), strict=True)) for row in rows])
+            if not cursor.nextset():
+                return runs
+    finally:
+        await cursor.close()
+
+
 async def write_rows(
     connection: Any, statement: Insert | Update, parameters: Sequence[Mapping[str, Any]]
 ) -> int:

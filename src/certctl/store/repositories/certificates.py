@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,7 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from certctl.domain.rbac import ScopeFilter
 from certctl.errors import ValidationFailed
-from certctl.store.db import driver_of, insert_values, prebuilt_insert, read_rows, write_rows
+from certctl.store.db import (
+    driver_of,
+    insert_values,
+    prebuilt_insert,
+    read_rows,
+    read_rows_many,
+    write_rows,
+)
 from certctl.store.models import AuditEvent, CertificateVersion, ManagedCertificate, table_of
 
 CERTS = table_of(ManagedCertificate)
@@ -257,12 +264,19 @@ async def insert_certificates_skipping_taken_names(
 ) -> set[str]:
     """Insert many managed certificates; a name already taken (by an existing row or an earlier row of
     the same batch) is skipped instead of failing the batch. Returns the inserted ids. On PostgreSQL
-    one prebuilt statement per row through the driver, on SQLite one statement for the batch."""
+    one prebuilt statement per row through the driver, the rows pipelined (one round trip), on SQLite one
+    statement for the batch."""
     if await driver_of(connection) is not None:
+        runs: list[tuple[frozenset[str], list[Mapping[str, Any]]]] = []
+        for record in records:  # consecutive rows of the same columns go in one pipelined run, in order
+            if runs and runs[-1][0] == frozenset(record):
+                runs[-1][1].append(record)
+            else:
+                runs.append((frozenset(record), [record]))
         inserted: set[str] = set()
-        for record in records:
-            statement = _skipping_taken_name(record.keys())
-            inserted.update(str(row["id"]) for row in await read_rows(connection, statement, record))
+        for keys, same in runs:
+            for rows in await read_rows_many(connection, _skipping_taken_name(keys), same):
+                inserted.update(str(row["id"]) for row in rows)
         return inserted
     statement = sqlite_insert(CERTS).on_conflict_do_nothing(index_elements=["name"]).returning(CERTS.c.id)
     result = await connection.execute(statement, list(records))
