@@ -112,6 +112,6 @@ def test_a_spare_connection_stores_an_item_alone_beside_a_running_flush(
 
     assert asyncio.run(scenario()) == [10, 20, 30, 40, 50]
     if "postgresql" in database_url:
-        assert batches == [[1], [2], [3], [4, 5]]
+        assert (batches[0], sorted(batches[1:3]), batches[3:]) == ([1], [[2], [3]], [[4, 5]])
     else:
         assert batches == [[1], [2, 3, 4, 5]]

@@ -18,6 +18,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -144,24 +145,10 @@ async def serve(prepared: Prepared, sockets: tuple[socket.socket, socket.socket]
         identity=settings.identity(),
     )
     public_app = create_public_app(services)
-    https_config = uvicorn.Config(
-        app,
-        log_level=settings.log_level,
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,
-        http=CoalescingHttpToolsProtocol,
-    )
+    https_config = _listener_config(app, settings)
     https_config.load()
     https_config.ssl = server_ssl_context(prepared.tls, min_version=settings.tls_min_version)
-    http_config = uvicorn.Config(
-        public_app,
-        log_level=settings.log_level,
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,
-        http=CoalescingHttpToolsProtocol,
-    )
+    http_config = _listener_config(public_app, settings)
     https_server, http_server = uvicorn.Server(https_config), uvicorn.Server(http_config)
     gc.freeze()  # start-up objects live forever: keep them out of every later collection
     maintenance = asyncio.create_task(maintenance_loop(services)) if leader else None
@@ -181,6 +168,19 @@ async def serve(prepared: Prepared, sockets: tuple[socket.socket, socket.socket]
             with contextlib.suppress(asyncio.CancelledError):
                 await maintenance
         await dispose(services.context.engine)
+
+
+def _listener_config(app: Any, settings: Settings) -> uvicorn.Config:
+    """A listener's server settings: no access log or Server header, client addresses as connected, each
+    response written out in one piece (``server.coalesce``)."""
+    return uvicorn.Config(
+        app,
+        log_level=settings.log_level,
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+        http=CoalescingHttpToolsProtocol,
+    )
 
 
 def run_loop(main: Coroutine[None, None, None]) -> None:
