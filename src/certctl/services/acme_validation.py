@@ -78,14 +78,17 @@ class ChallengeValidator:
             "jwk_thumbprint": thumbprint,
         }
 
-    async def settle(self, task: asyncio.Task[dict[str, Any] | None]) -> dict[str, Any] | None:
-        """The challenge's new fields if its validation ends within ``INLINE_WAIT_SECONDS`` (the answer to
-        the client's POST then already says valid or invalid, which spares it a poll); else None and the
-        validation goes on in the background."""
-        done, _ = await asyncio.wait({task}, timeout=INLINE_WAIT_SECONDS)
-        if task not in done or task.cancelled() or task.exception() is not None:
+    async def inline(self, challenge_id: str, *, context: dict[str, Any]) -> dict[str, Any] | None:
+        """Validate in the caller's task, so the answer to the client's POST carries the outcome with no
+        hand-over to another task and back; past ``INLINE_WAIT_SECONDS`` the check is abandoned and run
+        again in the background (the challenge stays processing; an outcome is stored once, by whichever
+        run finds it still processing) and None is returned."""
+        try:
+            async with asyncio.timeout(INLINE_WAIT_SECONDS):
+                return await self.validate(challenge_id, context=context)
+        except TimeoutError:
+            self.start(challenge_id, context=context)
             return None
-        return task.result()
 
     async def drain(self) -> None:
         """Wait for the validations under way (tests; orderly shutdown)."""

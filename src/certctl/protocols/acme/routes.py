@@ -325,7 +325,7 @@ async def _challenge(
         challenge, authz, started = await server.orders.respond(account=account, challenge_id=challenge_id)
         if started:
             context = server.validator.context_of(challenge, authz, account["jwk_thumbprint"])
-            outcome = await server.validator.settle(server.validator.start(challenge_id, context=context))
+            outcome = await server.validator.inline(challenge_id, context=context)
             if outcome is not None:
                 challenge = challenge | outcome
     extra = {"Link": f'<{urls.of("authz", authz["id"])}>;rel="up"'}
