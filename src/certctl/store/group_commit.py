@@ -9,10 +9,11 @@ If a batch fails as a whole (a foreign key that vanished, a lost connection), ea
 retried alone, so one bad item never fails its neighbours.
 
 On PostgreSQL, when one item alone is stored atomically (``single_is_atomic``: one statement), a
-request that arrives while a flush is running stores its item alone, on a connection of its own, if one
-is spare and fewer than ``SOLO_FLUSHES`` do so already: under moderate concurrency each write is one
-statement with no wait behind another flush (a batch costs a transaction of several statements); under
-load, when connections are scarce, the requests queue and share batches as above.
+request that arrives while a flush of a single item is running, with nothing queued, stores its item
+alone on a spare connection, as long as fewer than ``SOLO_FLUSHES`` do so already: under light
+concurrency each write is one statement with no wait behind another flush (a batch costs a transaction
+of several statements). Under load (a batch of several running, items queued, no spare connection) the
+requests queue and share batches as above, which costs less per item.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class GroupCommitter(Generic[Item, Outcome]):
         self._pending: list[_Entry[Item, Outcome]] = []
         self._flushing = False
         self._solo = 0
+        self._running_batch = 0
         self._solo_allowed = single_is_atomic
         self._drainers: set[asyncio.Task[None]] = set()
 
@@ -69,6 +71,8 @@ class GroupCommitter(Generic[Item, Outcome]):
         """Queue one item and wait until it is committed (or refused: the flush's exception is raised)."""
         if (
             self._flushing
+            and not self._pending
+            and self._running_batch <= 1
             and self._solo_allowed
             and self._solo < SOLO_FLUSHES
             and spare_hot_connection(self._engine)
@@ -115,6 +119,7 @@ class GroupCommitter(Generic[Item, Outcome]):
 
     async def _flush_once(self) -> None:
         batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+        self._running_batch = len(batch)
         outcomes: Sequence[Outcome | BaseException]
         transaction = len(batch) > 1 or not self._single_is_atomic
         try:
