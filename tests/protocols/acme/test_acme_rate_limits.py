@@ -19,25 +19,17 @@ pytestmark = pytest.mark.peer("pebble-challtestsrv")
 ERR = "urn:ietf:params:acme:error:"
 
 
-@pytest.fixture
-def limited(database_url: str, resolver: str, responder: Http01Server) -> Iterator[AcmeApp]:
+@pytest.fixture(params=[3, 0], ids=["orders-limited", "failures-only"])
+def limited(
+    request: pytest.FixtureRequest, database_url: str, resolver: str, responder: Http01Server
+) -> Iterator[AcmeApp]:
+    """The app with at most 2 failed validations per name and account, and (first param) 3 orders per
+    account per hour, or (0) no order limit."""
     with acme_app(
         database_url,
         resolver=resolver,
         responder=responder,
-        orders_per_account_hour=3,
-        failures_per_identifier_hour=2,
-    ) as running:
-        yield running
-
-
-@pytest.fixture
-def failures_only(database_url: str, resolver: str, responder: Http01Server) -> Iterator[AcmeApp]:
-    with acme_app(
-        database_url,
-        resolver=resolver,
-        responder=responder,
-        orders_per_account_hour=0,
+        orders_per_account_hour=request.param,
         failures_per_identifier_hour=2,
     ) as running:
         yield running
@@ -49,6 +41,7 @@ def account(app: AcmeApp) -> AcmeTestClient:
     return acme
 
 
+@pytest.mark.parametrize("limited", [3], indirect=True, ids=["orders-limited"])
 def test_orders_per_account_limit(limited: AcmeApp) -> None:
     acme = account(limited)
     for n in range(3):
@@ -62,8 +55,8 @@ def test_orders_per_account_limit(limited: AcmeApp) -> None:
     assert account(limited).new_order("other.limits.example.test").status_code == 201
 
 
-def test_failed_validations_limit_one_name(failures_only: AcmeApp) -> None:
-    limited = failures_only
+@pytest.mark.parametrize("limited", [0], indirect=True, ids=["failures-only"])
+def test_failed_validations_limit_one_name(limited: AcmeApp) -> None:
     acme = account(limited)
     for _ in range(2):
         created = acme.new_order("fails.limits.example.test")
