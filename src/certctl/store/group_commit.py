@@ -64,7 +64,6 @@ class GroupCommitter(Generic[Item, Outcome]):
         self._flushing = False
         self._solo = 0
         self._running_batch = 0
-        self._solo_allowed = single_is_atomic
         self._drainers: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: Item) -> Outcome:
@@ -73,7 +72,7 @@ class GroupCommitter(Generic[Item, Outcome]):
             self._flushing
             and not self._pending
             and self._running_batch <= 1
-            and self._solo_allowed
+            and self._single_is_atomic
             and self._solo < SOLO_FLUSHES
             and spare_hot_connection(self._engine)
         ):
