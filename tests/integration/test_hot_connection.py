@@ -35,8 +35,10 @@ def _registered(connection: HotConnection) -> bool:
     return True
 
 
-def _selector_loop() -> asyncio.AbstractEventLoop:
-    return asyncio.SelectorEventLoop()
+def _run(scenario: Any) -> None:
+    """On the selector event loop, whose registrations a test can read."""
+    with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+        runner.run(scenario)
 
 
 def test_the_socket_stays_registered_between_statements(conninfo: str) -> None:
@@ -51,8 +53,7 @@ def test_the_socket_stays_registered_between_statements(conninfo: str) -> None:
         selector: Any = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
         assert fileno not in selector.get_map()
 
-    with asyncio.Runner(loop_factory=_selector_loop) as runner:
-        runner.run(scenario())
+    _run(scenario())
 
 
 def test_data_while_idle_takes_it_off_and_the_next_statement_reads_on(conninfo: str) -> None:
@@ -76,8 +77,7 @@ def test_data_while_idle_takes_it_off_and_the_next_statement_reads_on(conninfo: 
         assert received == ["ping"]
         await listener.close()
 
-    with asyncio.Runner(loop_factory=_selector_loop) as runner:
-        runner.run(scenario())
+    _run(scenario())
 
 
 def test_a_cancelled_statement_takes_it_off(conninfo: str) -> None:
@@ -92,8 +92,7 @@ def test_a_cancelled_statement_takes_it_off(conninfo: str) -> None:
         assert not _registered(connection)
         await connection.close()
 
-    with asyncio.Runner(loop_factory=_selector_loop) as runner:
-        runner.run(scenario())
+    _run(scenario())
 
 
 def test_a_wait_with_a_timeout_goes_the_drivers_way(conninfo: str) -> None:
@@ -107,8 +106,7 @@ def test_a_wait_with_a_timeout_goes_the_drivers_way(conninfo: str) -> None:
         assert await (await connection.execute("SELECT 2")).fetchall() == [(2,)]
         await connection.close()
 
-    with asyncio.Runner(loop_factory=_selector_loop) as runner:
-        runner.run(scenario())
+    _run(scenario())
 
 
 def _select_one(cursor: Any) -> Any:

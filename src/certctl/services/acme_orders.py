@@ -78,22 +78,15 @@ def _rate_limited(facts: acme.LimitFacts, limits: acme.OrderLimits, now: datetim
     """``rateLimited`` (429 with Retry-After) for an order past the per-account order limit or the
     failed-validation limit of a name (counted only for orders whose names are validated: a trusted
     order has none to fail). Counted from the orders table, so the limits hold across replicas."""
-    if limits.orders and facts.orders is not None:
-        count, oldest = facts.orders
-        if count >= limits.orders and oldest is not None:
-            return AcmeError(
-                "rateLimited",
-                f"this account created {count} orders in the last hour (limit {limits.orders})",
-                retry_after=_seconds_until(oldest + RATE_WINDOW, now),
-            )
-    for value, (count, oldest) in sorted(facts.failures.items()):
-        if count >= limits.failures:
-            return AcmeError(
-                "rateLimited",
-                f"{value}: {count} failed validations in the last hour (limit {limits.failures})",
-                retry_after=_seconds_until(oldest + RATE_WINDOW, now),
-            )
-    raise AssertionError("an order refused within its limits")
+    passed = facts.passed(limits)
+    if passed is None:
+        raise AssertionError("an order refused within its limits")
+    name, count, oldest = passed
+    if name is None:
+        detail = f"this account created {count} orders in the last hour (limit {limits.orders})"
+    else:
+        detail = f"{name}: {count} failed validations in the last hour (limit {limits.failures})"
+    return AcmeError("rateLimited", detail, retry_after=_seconds_until(oldest + RATE_WINDOW, now))
 
 
 class AcmeOrders:

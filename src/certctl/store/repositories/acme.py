@@ -144,12 +144,18 @@ class LimitFacts:
     orders: tuple[int, datetime | None] | None
     failures: dict[str, tuple[int, datetime]]
 
-    def exceed(self, limits: OrderLimits) -> bool:
+    def passed(self, limits: OrderLimits) -> tuple[str | None, int, datetime] | None:
+        """The first limit these facts reach: (None for the account's orders, or the name; the count;
+        the oldest counted moment), or None within every limit."""
         if limits.orders and self.orders is not None:
             count, oldest = self.orders
             if count >= limits.orders and oldest is not None:
-                return True
-        return bool(limits.failures) and any(n >= limits.failures for n, _ in self.failures.values())
+                return None, count, oldest
+        if limits.failures:
+            for value, (count, oldest) in sorted(self.failures.items()):
+                if count >= limits.failures:
+                    return value, count, oldest
+        return None
 
 
 async def insert_order(
@@ -172,7 +178,7 @@ async def insert_order(
             if counted:
                 assert limits is not None
                 facts = await _limit_facts(connection, order["account_id"], authorizations, limits)
-                if facts.exceed(limits):
+                if facts.passed(limits) is not None:
                     return facts
             await write_rows(connection, _INSERT_ORDER, [order])
             await write_rows(connection, _INSERT_AUTHORIZATION, authorizations)
