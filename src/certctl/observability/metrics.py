@@ -114,10 +114,20 @@ def count_job_outcome(*, type: str, outcome: str) -> None:
     JOB_OUTCOMES.labels(type, outcome).inc()
 
 
+_SERIES: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+MAX_CACHED_SERIES = 4096
+
+
 def observe(
     *, method: str, scope: MutableMapping[str, Any], status: int, started: float, template: str | None = None
 ) -> None:
     route = scope.get("route")
     template = template or getattr(route, "path", None) or "unmatched"
-    REQUESTS.labels(method, template, str(status)).inc()
-    LATENCY.labels(template).observe(time.perf_counter() - started)
+    key = (method, template, status)
+    series = _SERIES.get(key)
+    if series is None:  # looking a labelled series up costs more than recording into it: kept
+        if len(_SERIES) >= MAX_CACHED_SERIES:
+            _SERIES.clear()
+        series = _SERIES[key] = (REQUESTS.labels(method, template, str(status)), LATENCY.labels(template))
+    series[0].inc()
+    series[1].observe(time.perf_counter() - started)

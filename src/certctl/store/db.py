@@ -285,28 +285,31 @@ def _carrying(compiled: _Compiled, rider: Rider) -> str:
     return found
 
 
-async def _execute(driver: Any, cursor: Any, compiled: _Compiled, values: list[Any]) -> None:
-    """Run a prebuilt statement on a driver cursor, carrying this task's :class:`Rider` if it waits
-    for one and the connection is outside a transaction."""
+async def _execute(driver: Any, compiled: _Compiled, values: list[Any]) -> Any:
+    """Run a prebuilt statement on a driver connection (:mod:`certctl.store.pg_statements`), carrying
+    this task's :class:`Rider` if it waits for one and the connection is outside a transaction; the
+    driver's result."""
+    from certctl.store import pg_statements
+
     rider = _RIDER.get()
     if (
         rider is None
         or rider.carried
         or rider.task is not asyncio.current_task()
-        or driver.info.transaction_status != _idle_status()
+        or driver.pgconn.transaction_status != _idle_status()
     ):
-        await cursor.execute(compiled.sql, values)
-        return
+        return await pg_statements.run(driver, compiled.sql, values)
     import psycopg
 
     try:
-        await cursor.execute(_carrying(compiled, rider), [*values, *rider.values])
+        result = await pg_statements.run(driver, _carrying(compiled, rider), [*values, *rider.values])
     except psycopg.errors.UniqueViolation as error:
         if error.diag.constraint_name != rider.constraint:
             raise
         rider.carried = True
         raise rider.refused() from None
     rider.carried = True
+    return result
 
 
 def _idle_status() -> Any:
@@ -398,7 +401,9 @@ class DriverPool:
                 return handed
         self._open += 1
         try:
-            return await self._connect(*self._args, autocommit=True, **self._kwargs)
+            return await self._connect(
+                *self._args, autocommit=True, **{**self._kwargs, "prepare_threshold": None}
+            )
         except BaseException:
             self._open -= 1
             self._give(None)
@@ -529,16 +534,14 @@ async def read_rows(
     driver = await driver_of(connection)
     if driver is None:
         return [dict(row) for row in (await connection.execute(statement, dict(parameters))).mappings()]
+    from certctl.store import pg_statements
+
     compiled = _compiled(_dialect_of(connection), statement)
-    cursor = _raw_cursor(driver)
-    try:
-        await _execute(driver, cursor, compiled, _bound(compiled, parameters))
-        names = compiled.names
-        if names is None:
-            names = compiled.names = [column.name for column in cursor.description or ()]
-        return [dict(zip(names, map(_utc, row), strict=True)) for row in await cursor.fetchall()]
-    finally:
-        await cursor.close()
+    result = await _execute(driver, compiled, _bound(compiled, parameters))
+    names = compiled.names
+    if names is None:
+        names = compiled.names = pg_statements.column_names(result)
+    return [dict(zip(names, map(_utc, row), strict=True)) for row in pg_statements.rows(driver, result)]
 
 
 async def read_rows_many(
@@ -579,12 +582,12 @@ async def write_rows(
         result = await connection.execute(statement, many if len(many) > 1 else many[0])
         return int(result.rowcount or 0)
     compiled = _compiled(_dialect_of(connection), statement)
+    if len(parameters) == 1:
+        result = await _execute(driver, compiled, _bound(compiled, parameters[0]))
+        return int(result.command_tuples or 0)
     cursor = _raw_cursor(driver)
     try:
-        if len(parameters) == 1:
-            await _execute(driver, cursor, compiled, _bound(compiled, parameters[0]))
-        else:
-            await cursor.executemany(compiled.sql, [_bound(compiled, values) for values in parameters])
+        await cursor.executemany(compiled.sql, [_bound(compiled, values) for values in parameters])
         return int(cursor.rowcount or 0)
     finally:
         await cursor.close()

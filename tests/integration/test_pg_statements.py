@@ -1,0 +1,171 @@
+"""``store.pg_statements``: prebuilt statements sent through libpq, prepared once per hot connection.
+
+Values go in and come out as they did through the driver's cursor (integers of any size through one
+statement, NULL or not, booleans without a cast, dates, JSON); errors are the driver's own; statements
+prepared on a connection survive a rollback there, and a session whose statements were dropped behind
+our back prepares them again outside a transaction. Connections on which the driver prepares
+statements itself get unnamed ones."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    exc,
+    select,
+)
+
+from certctl.store import db, pg_statements
+from support.databases import database_url_for, drop_database
+
+T = TypeVar("T")
+METADATA = MetaData()
+ITEMS = Table(
+    "pg_statements_items",
+    METADATA,
+    Column("id", String(40), primary_key=True),
+    Column("size", BigInteger, nullable=True),
+    Column("flag", Boolean, nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    Column("doc", JSON, nullable=True),
+)
+INSERT = db.prebuilt_insert(ITEMS, ["id", "size", "flag", "seen_at", "doc"])
+BY_ID = select(ITEMS).where(ITEMS.c.id == bindparam("id"))
+
+
+@pytest.fixture
+def postgres_url(tmp_path: Any) -> Iterator[str]:
+    """A migrated, empty PostgreSQL database (libpq statements are the PostgreSQL path only)."""
+    pg_url = os.environ.get("CERTCTL_TEST_DATABASE_URL")
+    if not pg_url:
+        if os.environ.get("CERTCTL_REQUIRE_PEERS") == "1":
+            pytest.fail("CERTCTL_REQUIRE_PEERS=1 but CERTCTL_TEST_DATABASE_URL is not set")
+        pytest.skip("no PG")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    url = database_url_for("postgresql", tmp_path, pg_url, worker=worker)
+    yield url
+    drop_database(url)
+
+
+def _with_engine(url: str, body: Callable[[Any], Awaitable[T]]) -> T:
+    async def scenario() -> T:
+        engine = db.make_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(METADATA.create_all)
+            return await body(engine)
+        finally:
+            await db.dispose(engine)
+
+    return asyncio.run(scenario())
+
+
+def _row(name: str, size: int | None, *, flag: bool = True) -> dict[str, Any]:
+    return {
+        "id": name,
+        "size": size,
+        "flag": flag,
+        "seen_at": datetime(2026, 11, 29, 12, 0, tzinfo=UTC),
+        "doc": {"names": [name], "n": size},
+    }
+
+
+def test_values_round_trip_through_one_prepared_statement(postgres_url: str) -> None:
+    sizes = [1, 40_000, 2**40, None, -(2**62)]
+
+    async def body(engine: Any) -> tuple[list[dict[str, Any]], int]:
+        found = []
+        async with db.hot(engine) as connection:
+            for number, size in enumerate(sizes):
+                row = _row(f"i{number}", size, flag=size is None)
+                assert await db.write_rows(connection, INSERT, [row]) == 1
+                found.extend(await db.read_rows(connection, BY_ID, {"id": f"i{number}"}))
+            session = connection._certctl_statements
+            return found, len(session.prepared)
+
+    found, prepared = _with_engine(postgres_url, body)
+    assert [row["size"] for row in found] == sizes
+    assert [row["flag"] for row in found] == [False, False, False, True, False]
+    assert {row["seen_at"] for row in found} == {datetime(2026, 11, 29, 12, 0, tzinfo=UTC)}
+    assert found[2]["doc"] == {"names": ["i2"], "n": 2**40}
+    # insert with and without a NULL size, and the read: integers of every size share one statement
+    assert prepared == 3
+
+
+def test_errors_are_the_drivers_and_leave_the_connection_usable(postgres_url: str) -> None:
+    async def body(engine: Any) -> list[dict[str, Any]]:
+        async with db.hot(engine) as connection:
+            await db.write_rows(connection, INSERT, [_row("dup", 1)])
+            with pytest.raises(exc.IntegrityError) as raised:
+                async with db.hot(engine) as other:
+                    await db.write_rows(other, INSERT, [_row("dup", 2)])
+            assert isinstance(raised.value.orig, psycopg.errors.UniqueViolation)
+            assert raised.value.orig.diag.constraint_name == "pg_statements_items_pkey"
+            return await db.read_rows(connection, BY_ID, {"id": "dup"})
+
+    (row,) = _with_engine(postgres_url, body)
+    assert row["size"] == 1
+
+
+def test_prepared_statements_survive_a_rollback_and_are_prepared_again_when_dropped(
+    postgres_url: str,
+) -> None:
+    async def body(engine: Any) -> tuple[int, int, str]:
+        async with db.hot(engine) as connection:
+            await db.write_rows(connection, INSERT, [_row("r1", 1)])
+
+            async def rolled_back() -> None:
+                async with connection.transaction():
+                    await db.write_rows(connection, INSERT, [_row("r2", 2)])
+                    raise RuntimeError("roll back")
+
+            with pytest.raises(RuntimeError):
+                await rolled_back()
+            assert await db.read_rows(connection, BY_ID, {"id": "r2"}) == []
+            before = len(connection._certctl_statements.prepared)
+            await connection.execute("DEALLOCATE ALL")  # a session reset behind our back
+            (row,) = await db.read_rows(connection, BY_ID, {"id": "r1"})
+            after = len(connection._certctl_statements.prepared)
+            return before, after, row["id"]
+
+    before, after, found = _with_engine(postgres_url, body)
+    assert (before, after, found) == (2, 1, "r1")
+
+
+def test_dropped_statements_inside_a_transaction_fail_the_statement(postgres_url: str) -> None:
+    async def body(engine: Any) -> None:
+        async with db.hot(engine) as connection:
+            await db.read_rows(connection, BY_ID, {"id": "x"})
+            await connection.execute("DEALLOCATE ALL")
+            with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+                async with connection.transaction():
+                    await pg_statements.run(connection, db._compiled(db._PG_DIALECT, BY_ID).sql, ["x"])
+            assert await db.read_rows(connection, BY_ID, {"id": "x"}) == []  # prepared again
+
+    _with_engine(postgres_url, body)
+
+
+def test_engine_connections_send_unnamed_statements(postgres_url: str) -> None:
+    async def body(engine: Any) -> tuple[int, str]:
+        async with engine.begin() as connection:
+            await db.write_rows(connection, INSERT, [_row("e1", 7)])
+            (row,) = await db.read_rows(connection, BY_ID, {"id": "e1"})
+            driver = await db.driver_of(connection)
+            return len(driver._certctl_statements.prepared), row["id"]
+
+    assert _with_engine(postgres_url, body) == (0, "e1")
