@@ -27,6 +27,7 @@ from certctl.domain.clock import SystemClock
 from certctl.errors import ConfigurationError
 from certctl.keys.envelope import MasterKey, load_master_key
 from certctl.scheduler.runner import scheduler_loop, worker_loop
+from certctl.server.balance import BalancedServer, LoadTable
 from certctl.server.coalesce import CoalescingHttpToolsProtocol
 from certctl.server.tls_files import TlsFiles, ensure_tls, server_ssl_context
 from certctl.services.acme import AcmeConfig
@@ -135,7 +136,15 @@ def bind(address: tuple[str, int]) -> socket.socket:
     return sock
 
 
-async def serve(prepared: Prepared, sockets: tuple[socket.socket, socket.socket], *, leader: bool) -> None:
+async def serve(
+    prepared: Prepared,
+    sockets: tuple[socket.socket, socket.socket],
+    *,
+    leader: bool,
+    shared: tuple[tuple[LoadTable, LoadTable], int] | None = None,
+) -> None:
+    """One worker. ``shared``: the listeners' load tables and this worker's index, when several workers
+    share the sockets (``server.balance``)."""
     settings = prepared.settings
     services = services_for(settings, prepared.master_key)
     app = create_app(
@@ -149,7 +158,12 @@ async def serve(prepared: Prepared, sockets: tuple[socket.socket, socket.socket]
     https_config.load()
     https_config.ssl = server_ssl_context(prepared.tls, min_version=settings.tls_min_version)
     http_config = _listener_config(public_app, settings)
-    https_server, http_server = uvicorn.Server(https_config), uvicorn.Server(http_config)
+    if shared is None:
+        https_server, http_server = uvicorn.Server(https_config), uvicorn.Server(http_config)
+    else:
+        (https_table, http_table), index = shared
+        https_server = BalancedServer(https_config, table=https_table, index=index)
+        http_server = BalancedServer(http_config, table=http_table, index=index)
     gc.freeze()  # start-up objects live forever: keep them out of every later collection
     maintenance = asyncio.create_task(maintenance_loop(services)) if leader else None
     scheduling = [asyncio.create_task(worker_loop(services))]  # jobs run in every worker process
@@ -199,12 +213,13 @@ def run(prepared: Prepared) -> None:
     if settings.workers == 1:
         run_loop(serve(prepared, sockets, leader=True))
         return
+    tables = (LoadTable(settings.workers), LoadTable(settings.workers))
     children: list[int] = []
     for index in range(settings.workers):
         pid = os.fork()
         if pid == 0:
             try:
-                run_loop(serve(prepared, sockets, leader=index == 0))
+                run_loop(serve(prepared, sockets, leader=index == 0, shared=(tables, index)))
             finally:
                 os._exit(0)
         children.append(pid)
