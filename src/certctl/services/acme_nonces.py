@@ -45,6 +45,7 @@ RAW_LENGTH = 8 + 16 + 16
 class NonceBook:
     def __init__(self, *, engine: AsyncEngine, master_key: MasterKey, clock: Clock, ttl: timedelta) -> None:
         self._engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
         self._key = master_key.derive(purpose=NONCE_PURPOSE)
         self._clock = clock
         self._ttl = ttl
@@ -73,7 +74,7 @@ class NonceBook:
         """The spend of ``nonce`` for the request's first statement to carry (see above); None on
         SQLite, where :meth:`spend` is the way. Checks the nonce as :meth:`issued_at` does, unless
         ``issued`` is what that said already."""
-        if self._engine.dialect.name != "postgresql":
+        if not self._postgres:
             return None
         expires = (issued or self.issued_at(nonce)) + self._ttl
         return acme.spent_nonce_rider(nonce, expires, _already_used)

@@ -79,7 +79,7 @@ def make_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
 
 async def dispose(engine: AsyncEngine) -> None:
     """Close the engine's pool and the driver connections of :func:`hot`."""
-    pool = _DRIVER_POOLS.pop(engine, None)
+    pool = _DRIVER_POOLS.pop(engine.sync_engine, None)
     if pool is not None:
         await pool.close()
     await engine.dispose()
@@ -447,16 +447,18 @@ class DriverPool:
             await self._discard(connection)
 
 
-_DRIVER_POOLS: weakref.WeakKeyDictionary[AsyncEngine, DriverPool] = weakref.WeakKeyDictionary()
+_DRIVER_POOLS: weakref.WeakKeyDictionary[Engine, DriverPool] = weakref.WeakKeyDictionary()
+"""Per engine (its sync side: an async engine's hash and equality go through proxies, on every request)."""
 _PG_DIALECT: Any = None
 
 
 def spare_hot_connection(engine: AsyncEngine) -> bool:
     """Whether :func:`hot` would hand out a PostgreSQL driver connection now without waiting; False on
     SQLite (one writer at a time)."""
-    if engine.dialect.name != "postgresql":
+    sync = engine.sync_engine
+    if sync.dialect.name != "postgresql":
         return False
-    pool = _DRIVER_POOLS.get(engine)
+    pool = _DRIVER_POOLS.get(sync)
     return pool is None or pool.spare()
 
 
@@ -465,13 +467,14 @@ async def hot(engine: AsyncEngine, *, transaction: bool = False) -> AsyncIterato
     """A connection for prebuilt statements only (:func:`read_rows`, :func:`write_rows`): on PostgreSQL
     a driver connection in autocommit mode (each statement atomic alone), or in one transaction with
     ``transaction=True``; on SQLite a transaction on the engine, committed at the end."""
-    if engine.dialect.name != "postgresql":
-        async with engine.begin() as connection:
-            yield connection
-        return
-    pool = _DRIVER_POOLS.get(engine)
+    sync = engine.sync_engine
+    pool = _DRIVER_POOLS.get(sync)
     if pool is None:
-        pool = _DRIVER_POOLS[engine] = DriverPool(engine)
+        if sync.dialect.name != "postgresql":
+            async with engine.begin() as connection:
+                yield connection
+            return
+        pool = _DRIVER_POOLS[sync] = DriverPool(engine)
     connection = await pool.acquire()
     try:
         if transaction:
