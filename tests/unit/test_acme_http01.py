@@ -1,5 +1,6 @@
 """The http-01 fetch against a loopback server that answers in each way a web server may: with a
-Content-Length, chunked, delimited by closing, too large, not HTTP at all, never, or not listening."""
+Content-Length, chunked, delimited by closing, in pieces, without closing, too large, not HTTP at all,
+never, or not listening."""
 
 from __future__ import annotations
 
@@ -76,6 +77,30 @@ def test_bodies_are_cut_at_the_limit() -> None:
     assert _run(_fixed(chunked), max_body=10) == (200, b"b" * 10)
 
 
+def test_answers_in_pieces_and_answers_that_stay_open() -> None:
+    pieces = [
+        b"HTTP/1.1 200 OK\r\nTransfer-",
+        b"Encoding: chunked\r\n\r\n3\r",
+        b"\nhel\r\n2\r\nlo",
+        b"\r\n0\r\n\r\n",
+    ]
+
+    async def trickle(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for piece in pieces:
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.02)
+
+    assert _run(trickle) == (200, b"hello")
+
+    async def stays_open(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        await writer.drain()
+        await asyncio.sleep(5)  # the answer is complete: the fetch does not wait for the close
+
+    assert _run(stays_open, wait=2.0) == (200, b"hello")
+
+
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
@@ -83,8 +108,10 @@ def test_bodies_are_cut_at_the_limit() -> None:
         (b"HTTP/1.1 2x0 OK\r\n\r\n", "not HTTP"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n", "Content-Length"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "hexadecimal"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", "IncompleteReadError"),
-        (b"HTTP/1.1 200 OK\r\nX-Big: " + b"h" * 20000 + b"\r\n\r\n", "LimitOverrunError"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", "ended before its Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nX-Big: " + b"h" * 20000 + b"\r\n\r\n", "header block exceeds 16384 bytes"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", "ended inside a chunk"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "ended before its header block"),
     ],
 )
 def test_answers_that_are_not_usable_http_are_fetch_errors(raw: bytes, reason: str) -> None:

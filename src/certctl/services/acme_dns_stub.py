@@ -42,17 +42,24 @@ UNSURE: Final = None
 
 def encode_name(name: str) -> bytes:
     """The wire form of an ASCII host name (RFC 1035 §3.1); :class:`Unsure` for anything else."""
-    labels = name.rstrip(".").split(".")
     try:
-        encoded = [label.encode("ascii") for label in labels]
+        encoded = name.rstrip(".").encode("ascii")
     except UnicodeEncodeError:
         raise Unsure("not an ASCII name") from None
-    if any(not 0 < len(label) < 64 for label in encoded):
-        raise Unsure("empty or long label")
-    wire = b"".join(bytes([len(label)]) + label for label in encoded) + b"\0"
+    parts = []
+    for label in encoded.split(b"."):
+        if not 0 < len(label) < 64:
+            raise Unsure("empty or long label")
+        parts.append(_LENGTHS[len(label)])
+        parts.append(label)
+    parts.append(b"\0")
+    wire = b"".join(parts)
     if len(wire) > 255:
         raise Unsure("name too long")
     return wire
+
+
+_LENGTHS = [bytes([n]) for n in range(64)]
 
 
 def query(query_id: int, name: str, rdtype: int) -> bytes:
@@ -62,38 +69,46 @@ def query(query_id: int, name: str, rdtype: int) -> bytes:
 def _name_at(message: bytes, offset: int) -> tuple[bytes, int]:
     """The (lower-cased) wire name at ``offset``, following compression pointers, and the offset after
     it in the record."""
-    labels: list[bytes] = []
+    parts: list[bytes] = []  # runs of labels, each with its length octet
+    start = offset
     after = -1
     jumps = 0
+    size = len(message)
     while True:
-        if offset >= len(message):
+        if offset >= size:
             raise Unsure("name runs past the message")
         length = message[offset]
         if length & 0xC0 == 0xC0:
-            if offset + 1 >= len(message) or jumps > 16:
+            if offset + 1 >= size or jumps > 16:
                 raise Unsure("bad compression pointer")
+            parts.append(message[start:offset])
             if after < 0:
                 after = offset + 2
-            offset = ((length & 0x3F) << 8) | message[offset + 1]
+            offset = start = ((length & 0x3F) << 8) | message[offset + 1]
             jumps += 1
             continue
         if length & 0xC0:
             raise Unsure("unknown label type")
         if length == 0:
-            wire = b"".join(bytes([len(label)]) + label for label in labels) + b"\0"
-            return wire.lower(), (after if after >= 0 else offset + 1)
-        labels.append(message[offset + 1 : offset + 1 + length])
+            parts.append(message[start : offset + 1])
+            return b"".join(parts).lower(), (after if after >= 0 else offset + 1)
+        if offset + 1 + length > size:
+            raise Unsure("name runs past the message")
         offset += 1 + length
 
 
-def read_answer(message: bytes, query_id: int, name: str, rdtype: int) -> list[str] | None:
+def read_answer(
+    message: bytes, query_id: int, name: str, rdtype: int, *, asked: bytes | None = None
+) -> list[str] | None:
     """The addresses a response holds for ``name``: ``[]`` for NXDOMAIN or no record of the type;
     None when ``message`` is not the response to this query (another id or question: keep waiting).
-    :class:`Unsure` when it is, but not one this module reads."""
+    :class:`Unsure` when it is, but not one this module reads. ``asked``: the name's wire form in lower
+    case, when the caller has it already."""
     if len(message) < HEADER.size:
         return None
     answer_id, flags, questions, answers, _, _ = HEADER.unpack_from(message)
-    asked = encode_name(name).lower()
+    if asked is None:
+        asked = encode_name(name).lower()
     if answer_id != query_id or not flags & 0x8000 or questions != 1:
         return None
     qname, offset = _name_at(message, HEADER.size)
@@ -123,7 +138,7 @@ def read_answer(message: bytes, query_id: int, name: str, rdtype: int) -> list[s
         if owner != asked or klass != CLASS_IN or kind != rdtype:
             raise Unsure("a record other than the name's addresses")
         if kind == A and length == 4:
-            found.append(str(ipaddress.IPv4Address(data)))
+            found.append(socket.inet_ntop(socket.AF_INET, data))
         elif kind == AAAA and length == 16:
             found.append(str(ipaddress.IPv6Address(data)))
         else:
@@ -135,33 +150,80 @@ async def lookup(server: tuple[str, int], name: str, rdtype: int, *, wait_second
     """The ``rdtype`` (A or AAAA) addresses of ``name`` from ``server``, ``[]`` when there are none,
     :data:`UNSURE` (None) when the full resolver must answer (see the module text). ``TimeoutError``
     when the server does not answer within ``wait_seconds`` (the query is sent again every
-    :data:`RETRY_SECONDS`); ``OSError`` when it cannot be reached."""
+    :data:`RETRY_SECONDS`); ``OSError`` when it cannot be reached.
+
+    The socket is watched with the event loop's reader callback for as long as the lookup runs, and the
+    waits are a future and a timer of our own: the loop's ``sock_recv`` and a timeout context per wait
+    cost about as much CPU again as the rest of the lookup."""
     loop = asyncio.get_running_loop()
     host, port = server
     query_id = secrets.randbelow(0x10000)
     try:
-        packet = query(query_id, name, rdtype)
+        wire = encode_name(name)
     except Unsure:
         return UNSURE
+    packet = HEADER.pack(query_id, QUERY_FLAGS, 1, 0, 0, 0) + wire + struct.pack(">HH", rdtype, 1)
+    asked = wire.lower()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     deadline = time.monotonic() + wait_seconds
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
         sock.connect((host, port))  # a random source port; datagrams from elsewhere are not read
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            sock.send(packet)
-            try:
-                async with asyncio.timeout(min(remaining, RETRY_SECONDS)):
-                    while True:
-                        message = await loop.sock_recv(sock, MAX_MESSAGE)
-                        try:
-                            found = read_answer(message, query_id, name, rdtype)
-                        except Unsure:
-                            return UNSURE
-                        if found is not None:
-                            return found
-            except TimeoutError:
-                continue
+        fileno = sock.fileno()
+        wake = _Wake(loop)
+        loop.add_reader(fileno, wake.readable)
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                sock.send(packet)
+                resend_at = time.monotonic() + min(remaining, RETRY_SECONDS)
+                while True:
+                    try:
+                        message = sock.recv(MAX_MESSAGE)
+                    except BlockingIOError:
+                        if not await wake.wait(resend_at - time.monotonic()):
+                            break  # nothing in time: send the query again
+                        continue
+                    try:
+                        found = read_answer(message, query_id, name, rdtype, asked=asked)
+                    except Unsure:
+                        return UNSURE
+                    if found is not None:
+                        return found
+        finally:
+            loop.remove_reader(fileno)
+
+
+class _Wake:
+    """A socket's readiness as an awaitable: ``wait`` returns True when it became readable, False when
+    ``seconds`` passed first."""
+
+    __slots__ = ("_loop", "_waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiter: asyncio.Future[bool] | None = None
+
+    def readable(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
+
+    async def wait(self, seconds: float) -> bool:
+        if seconds <= 0:
+            return False
+        waiter: asyncio.Future[bool] = self._loop.create_future()
+        self._waiter = waiter
+        timer = self._loop.call_later(seconds, _settle, waiter, False)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+
+def _settle(waiter: asyncio.Future[bool], value: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(value)
