@@ -211,6 +211,8 @@ class _Compiled:
     processors: dict[str, Callable[[Any], Any]]
     names: list[str] | None = None
     """The result's column names, read from the first result (they never change)."""
+    times: tuple[str, ...] = ()
+    """Those of them that hold timestamps (returned in UTC, see :func:`_utc`)."""
     carrying: dict[str, str] = field(default_factory=dict)
     """The SQL with a rider's insert in front, per rider name (see :class:`Rider`)."""
 
@@ -544,7 +546,12 @@ async def read_rows(
     names = compiled.names
     if names is None:
         names = compiled.names = pg_statements.column_names(result)
-    return [dict(zip(names, map(_utc, row), strict=True)) for row in pg_statements.rows(driver, result)]
+        compiled.times = pg_statements.timestamp_columns(result)
+    found = [dict(zip(names, row, strict=True)) for row in pg_statements.rows(driver, result)]
+    for name in compiled.times:
+        for row in found:
+            row[name] = _utc(row[name])
+    return found
 
 
 async def read_rows_many(

@@ -101,3 +101,15 @@ def rows(driver: Any, result: Any) -> list[tuple[Any, ...]]:
 
 def column_names(result: Any, encoding: str = "utf-8") -> list[str]:
     return [result.fname(index).decode(encoding) for index in range(result.nfields)]
+
+
+_TIMESTAMPS = frozenset({1114, 1184})  # timestamp, timestamptz
+
+
+def timestamp_columns(result: Any, encoding: str = "utf-8") -> tuple[str, ...]:
+    """The names of the result's timestamp columns."""
+    return tuple(
+        result.fname(index).decode(encoding)
+        for index in range(result.nfields)
+        if result.ftype(index) in _TIMESTAMPS
+    )
