@@ -57,6 +57,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
+def postgres_url(tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty PostgreSQL database, for what exists on PostgreSQL only (the driver paths)."""
+    if not PG_URL:
+        if REQUIRE_PEERS:
+            pytest.fail("CERTCTL_REQUIRE_PEERS=1 but CERTCTL_TEST_DATABASE_URL is not set")
+        pytest.skip("no PG")
+    url = database_url_for(
+        "postgresql", tmp_path, PG_URL, worker=os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    )
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture
 def api(database_url: str) -> Iterator[ApiHarness]:
     """The HTTPS app in-process (Starlette TestClient) with an admin key and a seeded local hierarchy."""
     with make_harness(database_url) as harness:

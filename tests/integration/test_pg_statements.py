@@ -9,8 +9,7 @@ statements itself get unnamed ones."""
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -31,7 +30,6 @@ from sqlalchemy import (
 )
 
 from certctl.store import db, pg_statements
-from support.databases import database_url_for, drop_database
 
 T = TypeVar("T")
 METADATA = MetaData()
@@ -46,20 +44,6 @@ ITEMS = Table(
 )
 INSERT = db.prebuilt_insert(ITEMS, ["id", "size", "flag", "seen_at", "doc"])
 BY_ID = select(ITEMS).where(ITEMS.c.id == bindparam("id"))
-
-
-@pytest.fixture
-def postgres_url(tmp_path: Any) -> Iterator[str]:
-    """A migrated, empty PostgreSQL database (libpq statements are the PostgreSQL path only)."""
-    pg_url = os.environ.get("CERTCTL_TEST_DATABASE_URL")
-    if not pg_url:
-        if os.environ.get("CERTCTL_REQUIRE_PEERS") == "1":
-            pytest.fail("CERTCTL_REQUIRE_PEERS=1 but CERTCTL_TEST_DATABASE_URL is not set")
-        pytest.skip("no PG")
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    url = database_url_for("postgresql", tmp_path, pg_url, worker=worker)
-    yield url
-    drop_database(url)
 
 
 def _with_engine(url: str, body: Callable[[Any], Awaitable[T]]) -> T:

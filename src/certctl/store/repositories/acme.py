@@ -20,6 +20,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     or_,
     select,
     union_all,
@@ -46,6 +47,13 @@ CHALLENGES = table_of(AcmeChallenge)
 USED_NONCES = table_of(AcmeUsedNonce)
 VERSIONS = table_of(CertificateVersion)
 OPEN_ORDER_STATES = ("pending", "ready")
+OWNER = ORDERS.c.account_id.concat(literal_column("''"))
+"""An order's account as an expression no index serves, for ownership checks of rows found by another
+key (an order, challenge or version id, a name): the condition then filters what the key found. Written
+as a plain comparison, the planner may take the (account, created) index instead, before the tables
+have statistics (a new deployment, a fast-growing table), and read every order of the account on each
+request: measured in the ACME bench, 110 orders read per lookup and 81 authorization probes per order
+after 15 s. Counts over an account's recent orders use the column itself."""
 
 
 _SPEND_MANY = (
@@ -273,7 +281,7 @@ def _order_insert(
             )
             .join(ORDERS, ORDERS.c.id == AUTHORIZATIONS.c.order_id)
             .where(
-                ORDERS.c.account_id == bindparam("account_id", type_=ORDERS.c.account_id.type),
+                bindparam("account_id", type_=ORDERS.c.account_id.type) == OWNER,
                 AUTHORIZATIONS.c.identifier_value.in_(names),
                 AUTHORIZATIONS.c.status == "invalid",
                 AUTHORIZATIONS.c.created_at > bindparam("since", type_=ORDERS.c.created_at.type),
@@ -339,7 +347,7 @@ _CLAIM_FOR_FINALIZE = (
     update(ORDERS)
     .where(
         ORDERS.c.id == bindparam("order_id"),
-        ORDERS.c.account_id == bindparam("owner"),
+        bindparam("owner", type_=String) == OWNER,
         ORDERS.c.status == "ready",
     )
     .values(status="processing", updated_at=bindparam("now"))
@@ -397,13 +405,13 @@ _CERTIFICATE_OF_ACCOUNT = (
     .join(
         ORDERS,
         (ORDERS.c.certificate_id == VERSIONS.c.certificate_id)
-        & (ORDERS.c.account_id == bindparam("account_id")),
+        & (bindparam("account_id", type_=String) == OWNER),
     )
     .where(VERSIONS.c.id == bindparam("version_id"))
     .limit(1)
 )
-"""A join (not EXISTS), so the planner probes the (certificate, account) index even before the tables
-have statistics, rather than reading every order of the account."""
+"""A join (not EXISTS) on the version's certificate, the account a filter (``OWNER``): the planner
+probes the (certificate, account) index by certificate even before the tables have statistics."""
 
 
 async def certificate_of_account(
@@ -460,20 +468,31 @@ def _in_context_read(challenges: Any) -> Select[Any]:
 _CHALLENGE_IN_CONTEXT = _in_context_read(CHALLENGES).where(CHALLENGES.c.id == bindparam("challenge_id"))
 
 
+_CHALLENGE_AUTHORIZATION = (
+    select(CHALLENGES.c.authorization_id)
+    .where(CHALLENGES.c.id == bindparam("challenge_id"))
+    .scalar_subquery()
+)
+_OWNED_PENDING_AUTHORIZATION = (
+    select(AUTHORIZATIONS.c.id)
+    .join(ORDERS, ORDERS.c.id == AUTHORIZATIONS.c.order_id)
+    .where(
+        AUTHORIZATIONS.c.id == _CHALLENGE_AUTHORIZATION,
+        AUTHORIZATIONS.c.status == "pending",
+        AUTHORIZATIONS.c.expires_at > bindparam("now"),
+        bindparam("owner", type_=String) == OWNER,
+    )
+    .scalar_subquery()
+)
+"""The challenge's authorization if it is pending, unexpired and the account's: found by keys (the
+challenge's, then the authorization's and the order's), each a value computed once, so no plan starts
+from the account's orders."""
 _CLAIM_CHALLENGE = (
     update(CHALLENGES)
     .where(
         CHALLENGES.c.id == bindparam("challenge_id"),
         CHALLENGES.c.status == "pending",
-        select(AUTHORIZATIONS.c.id)
-        .join(ORDERS, ORDERS.c.id == AUTHORIZATIONS.c.order_id)
-        .where(
-            AUTHORIZATIONS.c.id == CHALLENGES.c.authorization_id,
-            AUTHORIZATIONS.c.status == "pending",
-            AUTHORIZATIONS.c.expires_at > bindparam("now"),
-            ORDERS.c.account_id == bindparam("owner"),
-        )
-        .exists(),
+        CHALLENGES.c.authorization_id == _OWNED_PENDING_AUTHORIZATION,
     )
     .values(status="processing", updated_at=bindparam("now"))
     .returning(*CHALLENGES.columns)
@@ -811,7 +830,7 @@ _RECENT_FAILURES = (
     select(AUTHORIZATIONS.c.identifier_value, func.count(), func.min(AUTHORIZATIONS.c.created_at))
     .join(ORDERS, ORDERS.c.id == AUTHORIZATIONS.c.order_id)
     .where(
-        ORDERS.c.account_id == bindparam("account_id"),
+        bindparam("account_id", type_=String) == OWNER,
         AUTHORIZATIONS.c.identifier_value.in_(bindparam("values", expanding=True)),
         AUTHORIZATIONS.c.status == "invalid",
         AUTHORIZATIONS.c.created_at > bindparam("since"),
@@ -824,7 +843,7 @@ _RECENT_FAILURES_ANY = (
     select(AUTHORIZATIONS.c.identifier_value, func.count(), func.min(AUTHORIZATIONS.c.created_at))
     .join(ORDERS, ORDERS.c.id == AUTHORIZATIONS.c.order_id)
     .where(
-        ORDERS.c.account_id == bindparam("account_id"),
+        bindparam("account_id", type_=String) == OWNER,
         AUTHORIZATIONS.c.identifier_value == any_(bindparam("values", type_=ARRAY(String))),
         AUTHORIZATIONS.c.status == "invalid",
         AUTHORIZATIONS.c.created_at > bindparam("since"),
