@@ -2,9 +2,9 @@
 
 Values go in and come out as they did through the driver's cursor (integers of any size through one
 statement, NULL or not, booleans without a cast, dates, JSON); errors are the driver's own; statements
-prepared on a connection survive a rollback there, and a session whose statements were dropped behind
-our back prepares them again outside a transaction. Connections on which the driver prepares
-statements itself get unnamed ones."""
+prepared on a connection are prepared again after a rollback there (the driver may have dropped them
+with its own) and after a session reset behind our back (outside a transaction).
+The engine's connections go through the driver's cursor."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_values_round_trip_through_one_prepared_statement(postgres_url: str) -> 
                 row = _row(f"i{number}", size, flag=size is None)
                 assert await db.write_rows(connection, INSERT, [row]) == 1
                 found.extend(await db.read_rows(connection, BY_ID, {"id": f"i{number}"}))
-            session = connection._certctl_statements
+            session = connection.statements
             return found, len(session.prepared)
 
     found, prepared = _with_engine(postgres_url, body)
@@ -106,10 +106,17 @@ def test_errors_are_the_drivers_and_leave_the_connection_usable(postgres_url: st
     assert row["size"] == 1
 
 
-def test_prepared_statements_survive_a_rollback_and_are_prepared_again_when_dropped(
+def test_statements_are_prepared_again_after_a_rollback_or_a_reset(
     postgres_url: str,
 ) -> None:
-    async def body(engine: Any) -> tuple[int, int, str]:
+    async def on_server(connection: Any) -> int:
+        cursor = await connection.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'certctl_%'"
+        )
+        row = await cursor.fetchone()
+        return int(row[0])
+
+    async def body(engine: Any) -> tuple[int, int, int, str]:
         async with db.hot(engine) as connection:
             await db.write_rows(connection, INSERT, [_row("r1", 1)])
 
@@ -121,14 +128,15 @@ def test_prepared_statements_survive_a_rollback_and_are_prepared_again_when_drop
             with pytest.raises(RuntimeError):
                 await rolled_back()
             assert await db.read_rows(connection, BY_ID, {"id": "r2"}) == []
-            before = len(connection._certctl_statements.prepared)
+            before = len(connection.statements.prepared)
+            kept = await on_server(connection)  # the forgotten insert was closed, not left behind
             await connection.execute("DEALLOCATE ALL")  # a session reset behind our back
             (row,) = await db.read_rows(connection, BY_ID, {"id": "r1"})
-            after = len(connection._certctl_statements.prepared)
-            return before, after, row["id"]
+            after = len(connection.statements.prepared)
+            return before, kept, after, row["id"]
 
-    before, after, found = _with_engine(postgres_url, body)
-    assert (before, after, found) == (2, 1, "r1")
+    before, kept, after, found = _with_engine(postgres_url, body)
+    assert (before, kept, after, found) == (1, 1, 1, "r1")  # the rollback forgot the insert
 
 
 def test_dropped_statements_inside_a_transaction_fail_the_statement(postgres_url: str) -> None:
@@ -144,12 +152,31 @@ def test_dropped_statements_inside_a_transaction_fail_the_statement(postgres_url
     _with_engine(postgres_url, body)
 
 
-def test_engine_connections_send_unnamed_statements(postgres_url: str) -> None:
+def test_a_rolled_back_hot_transaction_has_its_statements_prepared_again(postgres_url: str) -> None:
+    async def rolled_back(engine: Any) -> None:
+        async with db.hot(engine, transaction=True) as connection:
+            for _ in range(6):  # the driver prepares this one itself, so a rollback deallocates all
+                await connection.execute("SELECT 1")
+            await db.write_rows(connection, INSERT, [_row("t1", 1)])
+            raise RuntimeError("roll back")
+
+    async def body(engine: Any) -> list[dict[str, Any]]:
+        with pytest.raises(RuntimeError):
+            await rolled_back(engine)
+        async with db.hot(engine, transaction=True) as connection:
+            await db.write_rows(connection, INSERT, [_row("t2", 2)])
+            return await db.read_rows(connection, BY_ID, {"id": "t2"})
+
+    (row,) = _with_engine(postgres_url, body)
+    assert row["size"] == 2
+
+
+def test_engine_connections_go_through_the_drivers_cursor(postgres_url: str) -> None:
     async def body(engine: Any) -> tuple[int, str]:
         async with engine.begin() as connection:
             await db.write_rows(connection, INSERT, [_row("e1", 7)])
             (row,) = await db.read_rows(connection, BY_ID, {"id": "e1"})
             driver = await db.driver_of(connection)
-            return len(driver._certctl_statements.prepared), row["id"]
+            return len(driver.statements.prepared), row["id"]
 
     assert _with_engine(postgres_url, body) == (0, "e1")

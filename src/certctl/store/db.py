@@ -403,9 +403,7 @@ class DriverPool:
                 return handed
         self._open += 1
         try:
-            return await self._connect(
-                *self._args, autocommit=True, **{**self._kwargs, "prepare_threshold": None}
-            )
+            return await self._connect(*self._args, autocommit=True, **self._kwargs)
         except BaseException:
             self._open -= 1
             self._give(None)

@@ -11,6 +11,11 @@ busy; the next wait registers it again.
 Waits for writing (rare: the socket buffer is full), waits with a timeout and waits on another event
 loop take the driver's own path, after the reader is taken off. A cancelled wait leaves the statement
 unfinished: the pool closes such a connection instead of reusing it.
+
+The connection also carries what :mod:`certctl.store.pg_statements` prepared on it (``statements``).
+The driver answers a rollback (of a transaction or of a savepoint) on a connection where it has
+prepared statements of its own with ``DEALLOCATE ALL``; every rollback here therefore forgets those
+statements too, and they are prepared again on next use.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import select
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
@@ -32,6 +39,31 @@ class HotConnection(psycopg.AsyncConnection[Any]):
     _reader_loop: asyncio.AbstractEventLoop | None = None
     _reader_fd: int = -1
     _waiter: asyncio.Future[None] | None = None
+    statements: Any = None
+    """What :mod:`certctl.store.pg_statements` keeps for this session (``prepared``: SQL -> name)."""
+
+    def forget_prepared(self) -> None:
+        if self.statements is not None:
+            self.statements.forget()
+
+    @asynccontextmanager
+    async def transaction(
+        self, savepoint_name: str | None = None, force_rollback: bool = False
+    ) -> AsyncIterator[psycopg.AsyncTransaction]:
+        committed = False
+        try:
+            async with super().transaction(savepoint_name, force_rollback) as block:
+                yield block
+            committed = block.status is block.Status.COMMITTED
+        finally:
+            if not committed:  # rolled back, so the driver may have deallocated everything
+                self.forget_prepared()
+
+    async def rollback(self) -> None:
+        try:
+            await super().rollback()
+        finally:
+            self.forget_prepared()
 
     async def wait(
         self,

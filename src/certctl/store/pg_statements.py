@@ -10,10 +10,11 @@ so one statement serves them all; a parameter that is sometimes NULL gets a seco
 executed by name after that; parameters go as text, adapted by the driver's own dumpers, and rows come
 back through its own loaders, so values are exactly what the cursor gave.
 
-Only a connection on which the driver prepares nothing itself (``prepare_threshold=None``, as the hot
-connections are opened) holds statements prepared here: the driver drops every prepared statement of
-the session (``DEALLOCATE ALL``) after a rollback on a connection where it has prepared some. On other
-connections the statement goes unnamed, parsed by the server each time.
+Only the hot connections (:class:`~certctl.store.hot_connection.HotConnection`, handed out by
+:func:`certctl.store.db.hot`) take this path; on the engine's connections the statement goes through the
+driver's cursor, which prepares it the driver's way. The driver drops every prepared statement of a
+session (``DEALLOCATE ALL``) when a transaction or savepoint rolls back on a connection where it has
+prepared some of its own: the hot connection forgets ours on every rollback.
 
 The statement waits through the connection's ``wait`` (the hot connection's, whose socket stays
 registered with the event loop). Errors are the driver's (``UniqueViolation`` with its diagnostics,
@@ -25,8 +26,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from psycopg import errors, generators, pq
 from psycopg.adapt import PyFormat, Transformer
+
+from certctl.store.hot_connection import HotConnection
 
 _OK = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
 _BIGINT = 20
@@ -36,32 +40,48 @@ _IDLE = pq.TransactionStatus.IDLE
 
 class _Session:
     """What one connection has prepared ((SQL, parameter types) -> statement name) and its value
-    adapter."""
+    adapter. Names are never reused: statements forgotten after a rollback (the driver may or may not
+    have deallocated them) are closed by name once the connection is outside a transaction, which is
+    no error for a statement that no longer exists."""
 
-    __slots__ = ("encoding", "prepared", "transformer")
+    __slots__ = ("encoding", "made", "prepared", "to_close", "transformer")
 
     def __init__(self, driver: Any) -> None:
         self.prepared: dict[tuple[str, tuple[int, ...]], bytes] = {}
+        self.to_close: list[bytes] = []
+        self.made = 0
         self.transformer = Transformer(driver)
         self.encoding = driver.info.encoding
 
+    def forget(self) -> None:
+        self.to_close += self.prepared.values()
+        self.prepared.clear()
+
+    def name(self) -> bytes:
+        self.made += 1
+        return f"certctl_{self.made}".encode()
+
 
 def _session(driver: Any) -> _Session:
-    session: _Session | None = getattr(driver, "_certctl_statements", None)
+    session: _Session | None = getattr(driver, "statements", None)
     if session is None:
         session = _Session(driver)
-        driver._certctl_statements = session
+        driver.statements = session
     return session
 
 
 async def run(driver: Any, sql: str, values: list[Any]) -> Any:
     """Execute ``sql`` with ``values`` on ``driver`` (an async driver connection used by this task
     alone); the result (``PGresult``). Raises the driver's error for a failed statement."""
+    if not isinstance(driver, HotConnection):
+        cursor = psycopg.AsyncRawCursor(driver)
+        await cursor.execute(sql, values)
+        return cursor.pgresult
     session = _session(driver)
     try:
         return await _run(driver, session, sql, values)
     except errors.InvalidSqlStatementName:
-        session.prepared.clear()
+        session.forget()
         if driver.pgconn.transaction_status != _IDLE:
             raise
         return await _run(driver, session, sql, values)
@@ -69,15 +89,16 @@ async def run(driver: Any, sql: str, values: list[Any]) -> Any:
 
 async def _run(driver: Any, session: _Session, sql: str, values: list[Any]) -> Any:
     pgconn = driver.pgconn
+    if session.to_close and pgconn.transaction_status == _IDLE:
+        while session.to_close:
+            pgconn.send_close_prepared(session.to_close.pop())
+            _check(session, await driver.wait(generators.execute(pgconn)))
     transformer = session.transformer
     params = transformer.dump_sequence(values, [PyFormat.TEXT] * len(values))
     types = tuple([_WIDENED.get(oid, oid) for oid in transformer.types or ()])
-    if driver.prepare_threshold is not None:
-        pgconn.send_query_params(sql.encode(), params, param_types=types)
-        return _check(session, await driver.wait(generators.execute(pgconn)))
     name = session.prepared.get((sql, types))
     if name is None:
-        name = f"certctl_{len(session.prepared)}".encode()
+        name = session.name()
         pgconn.send_prepare(name, sql.encode(), param_types=types)
         _check(session, await driver.wait(generators.execute(pgconn)))
         session.prepared[(sql, types)] = name
