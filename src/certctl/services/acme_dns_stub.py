@@ -63,7 +63,12 @@ _LENGTHS = [bytes([n]) for n in range(64)]
 
 
 def query(query_id: int, name: str, rdtype: int) -> bytes:
-    return HEADER.pack(query_id, QUERY_FLAGS, 1, 0, 0, 0) + encode_name(name) + struct.pack(">HH", rdtype, 1)
+    return _packet(query_id, encode_name(name), rdtype)
+
+
+def _packet(query_id: int, wire: bytes, rdtype: int) -> bytes:
+    """A query for the name in its wire form ``wire``."""
+    return HEADER.pack(query_id, QUERY_FLAGS, 1, 0, 0, 0) + wire + struct.pack(">HH", rdtype, CLASS_IN)
 
 
 def _name_at(message: bytes, offset: int) -> tuple[bytes, int]:
@@ -162,7 +167,7 @@ async def lookup(server: tuple[str, int], name: str, rdtype: int, *, wait_second
         wire = encode_name(name)
     except Unsure:
         return UNSURE
-    packet = HEADER.pack(query_id, QUERY_FLAGS, 1, 0, 0, 0) + wire + struct.pack(">HH", rdtype, 1)
+    packet = _packet(query_id, wire, rdtype)
     asked = wire.lower()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     deadline = time.monotonic() + wait_seconds
