@@ -75,6 +75,16 @@ class Settings(BaseSettings):
     acme_failures_per_identifier_hour: int = Field(
         default=5, ge=0, description="Failed validations of one name per account per hour (0: no limit)."
     )
+    acme_orders_per_domain_hour: int = Field(
+        default=0,
+        ge=0,
+        description="New ACME orders of all accounts naming one registered domain per hour (0: no limit).",
+    )
+    acme_accounts_per_address_hour: int = Field(
+        default=0,
+        ge=0,
+        description="New ACME accounts from one client address (IPv6: its /64) per hour (0: no limit).",
+    )
     acme_authz_reuse_hours: int = Field(
         default=24,
         ge=0,

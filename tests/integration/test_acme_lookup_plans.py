@@ -2,7 +2,8 @@
 challenge's claim, the certificate download, the failed-validation count) read that row, not every
 order of the account: on PostgreSQL, before the tables have statistics (a new deployment, a table
 that grew fast), the planner would otherwise take the (account, created) index and walk the account's
-whole history on every request. Checked on the plans of an account with 5,000 orders."""
+whole history on every request. The count of a registered domain's recent orders reads that domain's
+authorizations only. Checked on the plans of an account with 5,000 orders."""
 
 from __future__ import annotations
 
@@ -38,8 +39,9 @@ async def _history(engine: Any) -> None:
         )
         await connection.execute(
             "INSERT INTO acme_authorizations (id, order_id, identifier_type, identifier_value, wildcard,"
-            " status, expires_at, created_at)"
-            " SELECT 'authz_' || n, 'ordr_' || n, 'dns', 'n' || n || '.example', false, 'pending', %s, %s"
+            " status, expires_at, created_at, registered_domain)"
+            " SELECT 'authz_' || n, 'ordr_' || n, 'dns', 'n' || n || '.example', false, 'pending', %s, %s,"
+            " 'n' || n || '.example'"
             " FROM generate_series(1, %s) AS n",
             [NOW + timedelta(days=1), NOW, ORDERS],
         )
@@ -74,8 +76,16 @@ def test_ownership_checks_read_the_row_their_key_finds(postgres_url: str) -> Non
                     {"account_id": "acct_plan", "values": ["n200.example"], "since": NOW},
                 ),
                 "new order, failed validations counted": (
-                    acme._order_insert(1, 1, False, True),
+                    acme._order_insert(1, 1, acme._LimitShape(orders=False, failures=True, domains=False)),
                     {"account_id": "acct_plan", "a0_identifier_value": "n200.example", "since": NOW},
+                ),
+                "registered domain orders": (
+                    acme._RECENT_DOMAIN_ORDERS_ANY,
+                    {"domains": ["n200.example"], "since": NOW},
+                ),
+                "new order, registered domains counted": (
+                    acme._order_insert(1, 1, acme._LimitShape(orders=False, failures=False, domains=True)),
+                    {"a0_registered_domain": "n200.example", "since": NOW},
                 ),
             }
             plans: dict[str, list[tuple[str, str, str]]] = {}
@@ -93,6 +103,10 @@ def test_ownership_checks_read_the_row_their_key_finds(postgres_url: str) -> Non
             await db.dispose(engine)
 
     plans = asyncio.run(scenario())
+    for label in ("registered domain orders", "new order, registered domains counted"):
+        scans = plans.pop(label)
+        assert ("Seq Scan", "acme_authorizations") not in {(n, r) for n, r, _ in scans}, f"{label}: {scans}"
+        assert any(i == "ix_acme_authorizations_registered_domain_created_at" for _, _, i in scans), label
     for label, scans in plans.items():
         assert any(relation == "acme_orders" for _, relation, _ in scans), f"{label}: {scans}"
         for node, relation, index in scans:

@@ -60,6 +60,7 @@ def test_read_rows_matches_the_general_path(database_url: str) -> None:
                             "status": "pending",
                             "expires_at": now,
                             "created_at": now,
+                            "registered_domain": "example.test",
                         }
                         for i in range(2)
                     ],

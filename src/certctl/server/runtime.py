@@ -91,6 +91,8 @@ def services_for(settings: Settings, master_key: MasterKey, *, pool_size: int = 
             authz_reuse=timedelta(hours=settings.acme_authz_reuse_hours),
             orders_per_account_hour=settings.acme_orders_per_account_hour,
             failures_per_identifier_hour=settings.acme_failures_per_identifier_hour,
+            orders_per_domain_hour=settings.acme_orders_per_domain_hour,
+            accounts_per_address_hour=settings.acme_accounts_per_address_hour,
         ),
     )
 

@@ -40,6 +40,11 @@ class AcmeConfig:
     """Rate limit: new orders per account per rolling hour, across replicas (0: none)."""
     failures_per_identifier_hour: int = 5
     """Rate limit: failed authorizations of one account for one name per rolling hour (0: none)."""
+    orders_per_domain_hour: int = 0
+    """Rate limit: new orders of every account naming one registered domain per rolling hour (0: none)."""
+    accounts_per_address_hour: int = 0
+    """Rate limit: new accounts created from one client address (IPv6: its /64) per rolling hour (0:
+    none)."""
     authz_reuse: timedelta = timedelta(days=1)
     """A new order reuses a valid authorization the same account proved within this window (zero: never)."""
     nonce_ttl: timedelta = timedelta(hours=1)

@@ -9,6 +9,7 @@ from typing import Any
 from certctl.services.acme import AcmeConfig
 from certctl.services.acme_eab import AcmeEabKeys
 from certctl.services.acme_errors import AcmeError
+from certctl.services.acme_limits import RATE_WINDOW, account_refused
 from certctl.services.context import ServiceContext
 from certctl.store.db import autocommit_reads, unit_of_work
 from certctl.store.repositories import acme
@@ -67,9 +68,12 @@ class AcmeAccounts:
         payload: dict[str, Any],
         require_eab: bool = False,
         url: str = "",
+        address: str = "",
     ) -> tuple[dict[str, Any], bool]:
         """RFC 8555 §7.3: the existing account of this key (200) or a new one (201). A new account may
-        carry an external account binding (§7.3.4, checked against ``url``); ``require_eab`` demands one."""
+        carry an external account binding (§7.3.4, checked against ``url``); ``require_eab`` demands one.
+        ``address`` is the client's (see ``acme_limits.address_key``): past the per-address limit, no new
+        account is created (``rateLimited``); finding an existing account is never limited."""
         async with autocommit_reads(self._ctx.engine) as connection:
             existing = await acme.account_by_thumbprint(connection, thumbprint)
         if existing is not None:
@@ -88,6 +92,7 @@ class AcmeAccounts:
             eab_kid = await self._eab.verify_binding(
                 profile=profile, thumbprint=thumbprint, url=url, binding=binding
             )
+        now = self._ctx.clock.now()
         account = {
             "id": new_acme_id("acct"),
             "profile": profile,
@@ -95,12 +100,20 @@ class AcmeAccounts:
             "jwk_thumbprint": thumbprint,
             "status": "valid",
             "contact": _contacts(payload.get("contact", [])),
-            "created_at": self._ctx.clock.now(),
+            "created_at": now,
+            "created_from": address,
         }
+        limit = self._config.accounts_per_address_hour
         async with unit_of_work(self._ctx.engine) as uow:
             again = await acme.account_by_thumbprint(uow.connection, thumbprint)
             if again is not None:
                 return again, False
+            if limit and address:
+                count, oldest = await acme.recent_accounts_from(
+                    uow.connection, address=address, since=now - RATE_WINDOW
+                )
+                if count >= limit and oldest is not None:
+                    raise account_refused(address, count, oldest, limit, now)
             await acme.insert_account(uow.connection, account)
             if eab_kid is not None:
                 await self._eab.bind(uow.connection, kid=eab_kid, account_id=str(account["id"]))

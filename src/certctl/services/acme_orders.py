@@ -20,6 +20,7 @@ from certctl.services.acme import AcmeConfig, AcmeProfile
 from certctl.services.acme_accounts import new_acme_id
 from certctl.services.acme_eab import AcmeEabKeys
 from certctl.services.acme_errors import AcmeError, not_found
+from certctl.services.acme_limits import RATE_WINDOW, order_refused, registered_domain
 from certctl.services.context import ServiceContext
 from certctl.store.db import autocommit_reads, hot, unit_of_work
 from certctl.store.repositories import acme
@@ -65,28 +66,6 @@ def normalise_identifier(identifier: Any, profile: AcmeProfile) -> dict[str, str
     except ValueError:
         return {"type": "dns", "value": name}
     raise AcmeError("rejectedIdentifier", "IP addresses use the identifier type 'ip' (RFC 8738)")
-
-
-RATE_WINDOW = timedelta(hours=1)
-
-
-def _seconds_until(moment: datetime, now: datetime) -> int:
-    return max(1, int((moment - now).total_seconds()) + 1)
-
-
-def _rate_limited(facts: acme.LimitFacts, limits: acme.OrderLimits, now: datetime) -> AcmeError:
-    """``rateLimited`` (429 with Retry-After) for an order past the per-account order limit or the
-    failed-validation limit of a name (counted only for orders whose names are validated: a trusted
-    order has none to fail). Counted from the orders table, so the limits hold across replicas."""
-    passed = facts.passed(limits)
-    if passed is None:
-        raise AssertionError("an order refused within its limits")
-    name, count, oldest = passed
-    if name is None:
-        detail = f"this account created {count} orders in the last hour (limit {limits.orders})"
-    else:
-        detail = f"{name}: {count} failed validations in the last hour (limit {limits.failures})"
-    return AcmeError("rateLimited", detail, retry_after=_seconds_until(oldest + RATE_WINDOW, now))
 
 
 class AcmeOrders:
@@ -149,6 +128,7 @@ class AcmeOrders:
                         "identifier_type": key[0],
                         "identifier_value": key[1],
                         "wildcard": wildcard,
+                        "registered_domain": registered_domain(key[0], key[1]),
                         "status": "valid",
                         "expires_at": min(previous["expires_at"], expires),
                         "created_at": now,
@@ -174,6 +154,7 @@ class AcmeOrders:
                     "identifier_type": identifier["type"],
                     "identifier_value": identifier["value"].removeprefix("*."),
                     "wildcard": wildcard,
+                    "registered_domain": registered_domain(identifier["type"], identifier["value"]),
                     "status": "valid" if trusted else "pending",
                     "expires_at": expires,
                     "created_at": now,
@@ -199,13 +180,14 @@ class AcmeOrders:
             since=now - RATE_WINDOW,
             orders=self._config.orders_per_account_hour,
             failures=0 if trusted else self._config.failures_per_identifier_hour,
+            domains=self._config.orders_per_domain_hour,
         )
         async with hot(self._ctx.engine) as connection:
             refused = await acme.insert_order(
                 connection, order=order, authorizations=authorizations, challenges=challenges, limits=limits
             )
         if refused is not None:
-            raise _rate_limited(refused, limits, now)
+            raise order_refused(refused, limits, now)
         return order, [a["id"] for a in sorted(authorizations, key=lambda a: a["identifier_value"])]
 
     async def _reusable(

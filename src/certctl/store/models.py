@@ -676,6 +676,10 @@ class AcmeAccount(Base):
     thumbprint is unique, so one key is one account."""
 
     __tablename__ = "acme_accounts"
+    __table_args__ = (
+        # accounts created from one client address lately (the per-address limit)
+        Index("ix_acme_accounts_created_from_created_at", "created_from", "created_at"),
+    )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     profile: Mapped[str] = mapped_column(String(200))
     jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -683,6 +687,9 @@ class AcmeAccount(Base):
     status: Mapped[str] = mapped_column(String(20))
     contact: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_from: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    """The client address the account was created from (an IPv6 address as its /64); empty when
+    unknown."""
 
 
 class AcmeOrder(Base):
@@ -718,6 +725,8 @@ class AcmeAuthorization(Base):
     __table_args__ = (
         # a name's failed or valid authorizations (the failure limit, reuse), not the account's history
         Index("ix_acme_authorizations_value_status_created_at", "identifier_value", "status", "created_at"),
+        # the recent orders naming a registered domain, across accounts (the per-domain limit)
+        Index("ix_acme_authorizations_registered_domain_created_at", "registered_domain", "created_at"),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     order_id: Mapped[str] = mapped_column(ForeignKey("acme_orders.id", ondelete="CASCADE"), index=True)
@@ -727,6 +736,9 @@ class AcmeAuthorization(Base):
     status: Mapped[str] = mapped_column(String(20))
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    registered_domain: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    """The identifier's registered domain (public suffix plus one label; the name itself when it is a
+    public suffix; an IP address as itself)."""
 
 
 class AcmeChallenge(Base):

@@ -1,8 +1,10 @@
-"""ACME rate limits in-process on both databases: past the per-account order limit, or after too many
-failed validations of one name, newOrder answers 429 ``rateLimited`` with Retry-After; other accounts and
-other names are unaffected, and a refused order stores nothing (an order of a few names is counted and
-stored by one statement on PostgreSQL, a bigger one by several). The counts come from the database, so
-every replica sees the same."""
+"""ACME rate limits in-process on both databases: past the per-account order limit, after too many
+failed validations of one name, or past the orders of every account naming one registered domain,
+newOrder answers 429 ``rateLimited`` with Retry-After; other accounts and other names are unaffected, and
+a refused order stores nothing (an order of a few names is counted and stored by one statement on
+PostgreSQL, a bigger one by several). Past the new accounts of one client address (an IPv6 address
+counted as its /64), newAccount answers the same and creates nothing, while the existing accounts of
+that address are still found. The counts come from the database, so every replica sees the same."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import func, select
+from starlette.testclient import TestClient
 
-from certctl.store.models import AcmeAuthorization, AcmeOrder
+from certctl.store.models import AcmeAccount, AcmeAuthorization, AcmeOrder
 from support.acme_client import AcmeTestClient, Http01Server
 from support.acme_inprocess import AcmeApp, acme_app, wait_for
 
@@ -80,6 +83,80 @@ def test_failed_validations_limit_one_name(limited: AcmeApp) -> None:
         assert refused.status_code == 429, refused.text
         assert refused.json()["detail"].startswith("fails.limits.example.test: 2 failed validations")
     assert _stored(limited) == stored
+
+
+@pytest.fixture
+def by_domain(database_url: str, resolver: str, responder: Http01Server) -> Iterator[AcmeApp]:
+    """The app with at most 2 orders per registered domain per hour, across accounts."""
+    with acme_app(database_url, resolver=resolver, responder=responder, orders_per_domain_hour=2) as running:
+        yield running
+
+
+def test_orders_per_registered_domain_across_accounts(by_domain: AcmeApp) -> None:
+    first, second, third = account(by_domain), account(by_domain), account(by_domain)
+    # one order naming two names of the domain counts once; a wildcard counts as its base name
+    assert first.new_order("a.example.test", "b.a.example.test").status_code == 201
+    assert second.new_order("c.deep.example.test").status_code == 201
+    stored = _stored(by_domain)
+    refused = third.new_order("d.example.test")
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["type"] == ERR + "rateLimited"
+    assert refused.json()["detail"].startswith("example.test: 2 orders named this registered domain")
+    assert 1 <= int(refused.headers["Retry-After"]) <= 3601
+    assert first.new_order("e.example.test").status_code == 429  # the domain, not the account
+    mixed = ["x.elsewhere.test", "f.example.test"]
+    assert third.new_order(*mixed).status_code == 429  # one limited domain refuses the whole order
+    bulk = [f"n{n}.elsewhere.test" for n in range(5)] + ["g.example.test"]
+    assert third.new_order(*bulk).status_code == 429  # bigger orders are counted the same way
+    assert _stored(by_domain) == stored
+    assert third.new_order("x.elsewhere.test", "y.elsewhere.test").status_code == 201
+
+
+@pytest.fixture
+def by_address(database_url: str, resolver: str, responder: Http01Server) -> Iterator[AcmeApp]:
+    """The app with at most 2 new accounts per client address per hour."""
+    with acme_app(
+        database_url, resolver=resolver, responder=responder, accounts_per_address_hour=2
+    ) as running:
+        yield running
+
+
+def from_address(app: AcmeApp, host: str) -> AcmeTestClient:
+    client = TestClient(app.client.app, base_url="https://testserver", client=(host, 40000))
+    return AcmeTestClient(client, "https://testserver/acme/directory")
+
+
+def test_new_accounts_per_client_address(by_address: AcmeApp) -> None:
+    kept = from_address(by_address, "192.0.2.10")
+    assert kept.register().status_code == 201
+    assert from_address(by_address, "192.0.2.10").register().status_code == 201
+    before = _accounts(by_address)
+    refused = from_address(by_address, "192.0.2.10").register()
+    assert refused.status_code == 429, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.json()["type"] == ERR + "rateLimited"
+    assert refused.json()["detail"] == ("2 accounts were created from 192.0.2.10 in the last hour (limit 2)")
+    assert 1 <= int(refused.headers["Retry-After"]) <= 3601
+    assert _accounts(by_address) == before
+    account_url, kept.kid = kept.kid, None
+    again = kept.register()  # an existing account of the address is found, not created
+    assert again.status_code == 200 and again.headers["Location"] == account_url
+    assert kept.new_order("kept.example.test").status_code == 201
+    assert from_address(by_address, "192.0.2.11").register().status_code == 201
+    # IPv6: one /64 is one client; an IPv4-mapped address is the IPv4 address
+    assert from_address(by_address, "2001:db8:1:2::5").register().status_code == 201
+    assert from_address(by_address, "2001:db8:1:2:ffff::9").register().status_code == 201
+    assert from_address(by_address, "2001:db8:1:2::7").register().status_code == 429
+    assert from_address(by_address, "2001:db8:1:3::5").register().status_code == 201
+    assert from_address(by_address, "::ffff:192.0.2.10").register().status_code == 429
+
+
+def _accounts(app: AcmeApp) -> int:
+    async def count() -> int:
+        async with app.services.context.engine.connect() as connection:
+            return int((await connection.execute(select(func.count()).select_from(AcmeAccount))).scalar_one())
+
+    return int(app.call(count))
 
 
 def _stored(app: AcmeApp) -> tuple[int, int]:

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from certctl.api.middleware import SECURITY_HEADERS
 from certctl.observability.metrics import observe
 from certctl.protocols.acme.routes import Incoming, dispatch, internal_error
+from certctl.services.acme_limits import address_key
 from certctl.services.container import Services
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -59,6 +60,7 @@ class AcmeEndpoint:
             path=path,
             content_type=content_type,
             body=body,
+            client=address_key(client[0]) if (client := scope.get("client")) else "",
         )
         try:
             template, response = await dispatch(self.server, incoming)

@@ -27,7 +27,7 @@ from certctl.services.acme_profile_choice import advertised_profiles, choose_pro
 from certctl.services.acme_server import AcmeServer
 from certctl.store.db import riding
 
-Handler = Callable[[AcmeServer, AcmeProfile, views.Urls, Verified, str], Awaitable[Response]]
+Handler = Callable[[AcmeServer, AcmeProfile, views.Urls, Verified, str, "Incoming"], Awaitable[Response]]
 
 
 def _headers(server: AcmeServer, urls: views.Urls | None) -> dict[str, str]:
@@ -68,6 +68,8 @@ class Incoming:
     path: str
     content_type: str
     body: bytes
+    client: str = ""
+    """The client's address as the per-address limit counts it (``acme_limits.address_key``)."""
 
 
 _POST_ROUTES: dict[str, tuple[KeyMode, Handler]] = {}
@@ -185,10 +187,10 @@ async def _post(
             defer=handler in _CARRIED,
         )
         if verified.rider is None:
-            return await handler(server, found, urls, verified, resource_id)
+            return await handler(server, found, urls, verified, resource_id, incoming)
         with riding(verified.rider):
             try:
-                response = await handler(server, found, urls, verified, resource_id)
+                response = await handler(server, found, urls, verified, resource_id, incoming)
             except AcmeError:
                 await server.nonces.settle(verified.rider)  # a replay answers badNonce instead
                 raise
@@ -204,7 +206,7 @@ def _account_of(verified: Verified) -> dict[str, Any]:
 
 
 async def _new_account(
-    server: AcmeServer, profile: AcmeProfile, urls: views.Urls, verified: Verified, _: str
+    server: AcmeServer, profile: AcmeProfile, urls: views.Urls, verified: Verified, _: str, incoming: Incoming
 ) -> Response:
     account, created = await server.accounts.register(
         profile=profile.name,
@@ -213,13 +215,19 @@ async def _new_account(
         payload=verified.payload or {},
         require_eab=eab_rules(profile.row["rules"]).require_eab,
         url=urls.of("new-account"),
+        address=incoming.client,
     )
     location = urls.of("acct", account["id"])
     return _json(server, urls, views.account(urls, account), 201 if created else 200, Location=location)
 
 
 async def _account(
-    server: AcmeServer, _profile: AcmeProfile, urls: views.Urls, verified: Verified, account_id: str
+    server: AcmeServer,
+    _profile: AcmeProfile,
+    urls: views.Urls,
+    verified: Verified,
+    account_id: str,
+    _incoming: Incoming,
 ) -> Response:
     account = _account_of(verified)
     if account["id"] != account_id:
@@ -229,7 +237,12 @@ async def _account(
 
 
 async def _orders(
-    server: AcmeServer, _profile: AcmeProfile, urls: views.Urls, verified: Verified, account_id: str
+    server: AcmeServer,
+    _profile: AcmeProfile,
+    urls: views.Urls,
+    verified: Verified,
+    account_id: str,
+    _incoming: Incoming,
 ) -> Response:
     account = _account_of(verified)
     if account["id"] != account_id:
@@ -248,7 +261,12 @@ def _order_response(
 
 
 async def _new_order(
-    server: AcmeServer, profile: AcmeProfile, urls: views.Urls, verified: Verified, _: str
+    server: AcmeServer,
+    profile: AcmeProfile,
+    urls: views.Urls,
+    verified: Verified,
+    _: str,
+    _incoming: Incoming,
 ) -> Response:
     if verified.payload is None:
         raise AcmeError("malformed", "newOrder needs a payload")
@@ -263,7 +281,12 @@ async def _new_order(
 
 
 async def _order(
-    server: AcmeServer, _profile: AcmeProfile, urls: views.Urls, verified: Verified, order_id: str
+    server: AcmeServer,
+    _profile: AcmeProfile,
+    urls: views.Urls,
+    verified: Verified,
+    order_id: str,
+    _incoming: Incoming,
 ) -> Response:
     found, authz_ids = await server.orders.order(account=_account_of(verified), order_id=order_id)
     order = await server.certificates.refresh(found)
@@ -272,7 +295,12 @@ async def _order(
 
 
 async def _finalize(
-    server: AcmeServer, profile: AcmeProfile, urls: views.Urls, verified: Verified, order_id: str
+    server: AcmeServer,
+    profile: AcmeProfile,
+    urls: views.Urls,
+    verified: Verified,
+    order_id: str,
+    _incoming: Incoming,
 ) -> Response:
     account = _account_of(verified)
     claimed = None
@@ -299,7 +327,12 @@ async def _finalize(
 
 
 async def _authorization(
-    server: AcmeServer, _profile: AcmeProfile, urls: views.Urls, verified: Verified, authz_id: str
+    server: AcmeServer,
+    _profile: AcmeProfile,
+    urls: views.Urls,
+    verified: Verified,
+    authz_id: str,
+    _incoming: Incoming,
 ) -> Response:
     account = _account_of(verified)
     if verified.payload is not None:
@@ -314,7 +347,12 @@ async def _authorization(
 
 
 async def _challenge(
-    server: AcmeServer, _profile: AcmeProfile, urls: views.Urls, verified: Verified, challenge_id: str
+    server: AcmeServer,
+    _profile: AcmeProfile,
+    urls: views.Urls,
+    verified: Verified,
+    challenge_id: str,
+    _incoming: Incoming,
 ) -> Response:
     """A POST with a payload (``{}``) asks for validation; POST-as-GET only reads (RFC 8555 §7.5.1). The
     answer waits briefly for the validation it started, so it usually carries the outcome."""
@@ -338,14 +376,24 @@ async def _challenge(
 
 
 async def _certificate(
-    server: AcmeServer, _profile: AcmeProfile, urls: views.Urls, verified: Verified, version_id: str
+    server: AcmeServer,
+    _profile: AcmeProfile,
+    urls: views.Urls,
+    verified: Verified,
+    version_id: str,
+    _incoming: Incoming,
 ) -> Response:
     pem = await server.certificates.chain_pem(account=_account_of(verified), version_id=version_id)
     return Response(pem, media_type="application/pem-certificate-chain", headers=_headers(server, urls))
 
 
 async def _revoke(
-    server: AcmeServer, _profile: AcmeProfile, urls: views.Urls, verified: Verified, _: str
+    server: AcmeServer,
+    _profile: AcmeProfile,
+    urls: views.Urls,
+    verified: Verified,
+    _: str,
+    _incoming: Incoming,
 ) -> Response:
     if verified.payload is None:
         raise AcmeError("malformed", "revokeCert needs a payload")
@@ -356,7 +404,12 @@ async def _revoke(
 
 
 async def _key_change(
-    server: AcmeServer, _profile: AcmeProfile, urls: views.Urls, verified: Verified, _: str
+    server: AcmeServer,
+    _profile: AcmeProfile,
+    urls: views.Urls,
+    verified: Verified,
+    _: str,
+    _incoming: Incoming,
 ) -> Response:
     """RFC 8555 §7.3.5: a key already in use answers 409 with its account's URL as Location."""
     account = _account_of(verified)

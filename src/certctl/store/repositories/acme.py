@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -137,32 +137,44 @@ _INSERT_CHALLENGE = insert(CHALLENGES).values({c.name: bindparam(c.name) for c i
 @dataclass(frozen=True)
 class OrderLimits:
     """What a new order must stay within, counted since ``since`` (0: no such limit): the account's
-    orders, and the failed validations of each of the order's names by the account."""
+    orders, the failed validations of each of the order's names by the account, and the orders of every
+    account naming each of the order's registered domains."""
 
     since: datetime
     orders: int = 0
     failures: int = 0
+    domains: int = 0
+
+    @property
+    def any(self) -> bool:
+        return bool(self.orders or self.failures or self.domains)
 
 
 @dataclass(frozen=True)
 class LimitFacts:
-    """Why an order was refused: the account's recent orders (count, oldest; None when not counted) and
-    the recent failed validations per name (count, oldest)."""
+    """Why an order was refused: the account's recent orders (count, oldest; None when not counted), the
+    recent failed validations per name and the recent orders per registered domain (count, oldest)."""
 
     orders: tuple[int, datetime | None] | None
     failures: dict[str, tuple[int, datetime]]
+    domains: dict[str, tuple[int, datetime]] = field(default_factory=dict)
 
-    def passed(self, limits: OrderLimits) -> tuple[str | None, int, datetime] | None:
-        """The first limit these facts reach: (None for the account's orders, or the name; the count;
-        the oldest counted moment), or None within every limit."""
+    def passed(self, limits: OrderLimits) -> tuple[str, str | None, int, datetime] | None:
+        """The first limit these facts reach: (``orders``, ``failures`` or ``domains``; the name or
+        domain, None for the account's orders; the count; the oldest counted moment), or None within
+        every limit."""
         if limits.orders and self.orders is not None:
             count, oldest = self.orders
             if count >= limits.orders and oldest is not None:
-                return None, count, oldest
-        if limits.failures:
-            for value, (count, oldest) in sorted(self.failures.items()):
-                if count >= limits.failures:
-                    return value, count, oldest
+                return "orders", None, count, oldest
+        for kind, limit, counted in (
+            ("failures", limits.failures, self.failures),
+            ("domains", limits.domains, self.domains),
+        ):
+            if limit:
+                for value, (count, oldest) in sorted(counted.items()):
+                    if count >= limit:
+                        return kind, value, count, oldest
         return None
 
 
@@ -179,7 +191,7 @@ async def insert_order(
     statement for an order of up to four names, the limits counted inside it (foreign keys are checked
     at its end); else the counts, then three inserts in a transaction (the caller's, or one opened on a
     driver connection)."""
-    counted = limits is not None and bool(limits.orders or limits.failures)
+    counted = limits is not None and limits.any
     driver = await driver_of(connection)
     if driver is None or len(authorizations) > SINGLE_STATEMENT_AUTHORIZATIONS:
         async with driver.transaction() if driver is connection else contextlib.nullcontext():
@@ -196,29 +208,38 @@ async def insert_order(
     for prefix, rows in (("a", authorizations), ("c", challenges)):
         for index, row in enumerate(rows):
             parameters.update({f"{prefix}{index}_{name}": value for name, value in row.items()})
-    by_orders = counted and limits is not None and bool(limits.orders)
-    by_failures = counted and limits is not None and bool(limits.failures and authorizations)
+    shape = _LimitShape(
+        orders=counted and limits is not None and bool(limits.orders),
+        failures=counted and limits is not None and bool(limits.failures and authorizations),
+        domains=counted and limits is not None and bool(limits.domains and authorizations),
+    )
     if limits is not None and counted:
         parameters |= {
             "since": limits.since,
             "orders_limit": limits.orders,
             "failures_limit": limits.failures,
+            "domains_limit": limits.domains,
         }
-    statement = _order_insert(len(authorizations), len(challenges), by_orders, by_failures)
+    statement = _order_insert(len(authorizations), len(challenges), shape)
     (row,) = await read_rows(connection, statement, parameters)
     if row["new_acme_orders"]:
         return None
-    return LimitFacts(
-        orders=(int(row["recent_orders"]), row["oldest_order"]) if by_orders else None,
-        failures={
+
+    def per_value(prefix: str) -> dict[str, tuple[int, datetime]]:
+        return {
             str(value): (int(count), oldest)
             for value, count, oldest in zip(
-                row.get("failed_names") or [],
-                row.get("failed_counts") or [],
-                row.get("failed_oldest") or [],
+                row.get(f"{prefix}_names") or [],
+                row.get(f"{prefix}_counts") or [],
+                row.get(f"{prefix}_oldest") or [],
                 strict=True,
             )
-        },
+        }
+
+    return LimitFacts(
+        orders=(int(row["recent_orders"]), row["oldest_order"]) if shape.orders else None,
+        failures=per_value("failed"),
+        domains=per_value("domain"),
     )
 
 
@@ -232,34 +253,47 @@ async def _limit_facts(
     if limits.failures and authorizations:
         values = [a["identifier_value"] for a in authorizations]
         failures = await recent_failures(connection, account_id=account_id, values=values, since=limits.since)
-    return LimitFacts(orders=orders, failures=failures)
+    domains: dict[str, tuple[int, datetime]] = {}
+    if limits.domains and authorizations:
+        wanted = sorted({a["registered_domain"] for a in authorizations})
+        domains = await recent_domain_orders(connection, domains=wanted, since=limits.since)
+    return LimitFacts(orders=orders, failures=failures, domains=domains)
+
+
+@dataclass(frozen=True)
+class _LimitShape:
+    """Which limits a single-statement order insert counts."""
+
+    orders: bool
+    failures: bool
+    domains: bool
 
 
 SINGLE_STATEMENT_AUTHORIZATIONS = 4
 """Orders up to this many names are stored by one statement (one built per shape, so their number stays
 small); bigger ones by three in a transaction."""
-_ORDER_INSERTS: dict[tuple[int, int, bool, bool], Select[Any]] = {}
+_ORDER_INSERTS: dict[tuple[int, int, _LimitShape], Select[Any]] = {}
 
 
-def _order_insert(
-    authorizations: int, challenges: int, orders_limit: bool, failures_limit: bool
-) -> Select[Any]:
+def _order_insert(authorizations: int, challenges: int, limits: _LimitShape) -> Select[Any]:
     """The order, its authorizations and challenges as one statement (data-modifying CTEs), built once
-    per shape. With limits, the account's recent orders and its names' recent failed validations are
-    counted in the same statement and the order is inserted only within them (its rows are selected
-    from the inserted order, so none is stored without it); the counts are returned."""
-    key = (authorizations, challenges, orders_limit, failures_limit)
+    per shape. With limits, the account's recent orders, its names' recent failed validations and the
+    recent orders naming their registered domains are counted in the same statement and the order is
+    inserted only within them (its rows are selected from the inserted order, so none is stored without
+    it); the counts are returned."""
+    key = (authorizations, challenges, limits)
     found = _ORDER_INSERTS.get(key)
     if found is not None:
         return found
     conditions: list[Any] = []
     outputs: list[Any] = []
-    if orders_limit:
+    since = bindparam("since", type_=ORDERS.c.created_at.type)
+    if limits.orders:
         recent = (
             select(func.count().label("n"), func.min(ORDERS.c.created_at).label("oldest"))
             .where(
                 ORDERS.c.account_id == bindparam("account_id", type_=ORDERS.c.account_id.type),
-                ORDERS.c.created_at > bindparam("since", type_=ORDERS.c.created_at.type),
+                ORDERS.c.created_at > since,
             )
             .cte("recent_orders")
         )
@@ -268,7 +302,7 @@ def _order_insert(
             select(recent.c.n).scalar_subquery().label("recent_orders"),
             select(recent.c.oldest).scalar_subquery().label("oldest_order"),
         ]
-    if failures_limit:
+    if limits.failures:
         names = [
             bindparam(f"a{i}_identifier_value", type_=AUTHORIZATIONS.c.identifier_value.type)
             for i in range(authorizations)
@@ -284,18 +318,32 @@ def _order_insert(
                 bindparam("account_id", type_=ORDERS.c.account_id.type) == OWNER,
                 AUTHORIZATIONS.c.identifier_value.in_(names),
                 AUTHORIZATIONS.c.status == "invalid",
-                AUTHORIZATIONS.c.created_at > bindparam("since", type_=ORDERS.c.created_at.type),
+                AUTHORIZATIONS.c.created_at > since,
             )
             .group_by(AUTHORIZATIONS.c.identifier_value)
             .cte("failed_validations")
         )
         limit = bindparam("failures_limit", type_=Integer)
         conditions.append(~select(failed.c.value).where(failed.c.n >= limit).exists())
-        outputs += [
-            select(func.array_agg(failed.c.value)).scalar_subquery().label("failed_names"),
-            select(func.array_agg(failed.c.n)).scalar_subquery().label("failed_counts"),
-            select(func.array_agg(failed.c.oldest)).scalar_subquery().label("failed_oldest"),
+        outputs += _per_value_outputs(failed, "failed")
+    if limits.domains:
+        domains = [
+            bindparam(f"a{i}_registered_domain", type_=AUTHORIZATIONS.c.registered_domain.type)
+            for i in range(authorizations)
         ]
+        named = (
+            select(
+                AUTHORIZATIONS.c.registered_domain.label("value"),
+                func.count(AUTHORIZATIONS.c.order_id.distinct()).label("n"),
+                func.min(AUTHORIZATIONS.c.created_at).label("oldest"),
+            )
+            .where(AUTHORIZATIONS.c.registered_domain.in_(domains), AUTHORIZATIONS.c.created_at > since)
+            .group_by(AUTHORIZATIONS.c.registered_domain)
+            .cte("domain_orders")
+        )
+        limit = bindparam("domains_limit", type_=Integer)
+        conditions.append(~select(named.c.value).where(named.c.n >= limit).exists())
+        outputs += _per_value_outputs(named, "domain")
     order_values = select(*(bindparam(c.name, type_=c.type) for c in ORDERS.columns))
     if conditions:
         order_values = order_values.where(and_(*conditions))
@@ -321,6 +369,15 @@ def _order_insert(
     found = select(*counts, *outputs)
     _ORDER_INSERTS[key] = found
     return found
+
+
+def _per_value_outputs(counted: Any, prefix: str) -> list[Any]:
+    """A per-value count as three arrays (values, counts, oldest moments) of the statement's row."""
+    return [
+        select(func.array_agg(counted.c.value)).scalar_subquery().label(f"{prefix}_names"),
+        select(func.array_agg(counted.c.n)).scalar_subquery().label(f"{prefix}_counts"),
+        select(func.array_agg(counted.c.oldest)).scalar_subquery().label(f"{prefix}_oldest"),
+    ]
 
 
 _ORDER_AND_AUTHORIZATIONS = (
@@ -869,3 +926,47 @@ async def recent_failures(
     else:
         found = [tuple(row) for row in (await connection.execute(_RECENT_FAILURES, parameters)).all()]
     return {str(v): (int(n), oldest) for v, n, oldest in found}
+
+
+def _recent_domain_orders(among: Any) -> Select[Any]:
+    return (
+        select(
+            AUTHORIZATIONS.c.registered_domain,
+            func.count(AUTHORIZATIONS.c.order_id.distinct()),
+            func.min(AUTHORIZATIONS.c.created_at),
+        )
+        .where(among, AUTHORIZATIONS.c.created_at > bindparam("since"))
+        .group_by(AUTHORIZATIONS.c.registered_domain)
+    )
+
+
+_RECENT_DOMAIN_ORDERS = _recent_domain_orders(
+    AUTHORIZATIONS.c.registered_domain.in_(bindparam("domains", expanding=True))
+)
+_RECENT_DOMAIN_ORDERS_ANY = _recent_domain_orders(
+    AUTHORIZATIONS.c.registered_domain == any_(bindparam("domains", type_=ARRAY(String)))
+)
+
+
+async def recent_domain_orders(
+    connection: Any, *, domains: Sequence[str], since: datetime
+) -> dict[str, tuple[int, datetime]]:
+    """Orders of every account naming each registered domain since ``since`` (count, oldest)."""
+    parameters = {"domains": sorted(set(domains)), "since": since}
+    if await driver_of(connection) is not None:
+        rows = await read_rows(connection, _RECENT_DOMAIN_ORDERS_ANY, parameters)
+        found = [tuple(row.values()) for row in rows]
+    else:
+        found = [tuple(row) for row in (await connection.execute(_RECENT_DOMAIN_ORDERS, parameters)).all()]
+    return {str(v): (int(n), oldest) for v, n, oldest in found}
+
+
+async def recent_accounts_from(
+    connection: Any, *, address: str, since: datetime
+) -> tuple[int, datetime | None]:
+    """How many accounts were created from the client address since ``since``, and the oldest's time."""
+    statement = select(func.count(), func.min(ACCOUNTS.c.created_at)).where(
+        ACCOUNTS.c.created_from == address, ACCOUNTS.c.created_at > since
+    )
+    count, oldest = (await connection.execute(statement)).one()
+    return int(count), oldest
