@@ -284,8 +284,17 @@ async def measure(
         accounts = [Account(http, directory, stats) for _ in range(concurrency)]
         bindings = [await target.eab() if target.eab else None for _ in accounts]
         started = time.perf_counter()
-        await asyncio.gather(*(a.register(b) for a, b in zip(accounts, bindings, strict=True)))
+        registered = await asyncio.gather(
+            *(a.register(b) for a, b in zip(accounts, bindings, strict=True)), return_exceptions=True
+        )
         accounts_per_second = concurrency / (time.perf_counter() - started)
+        failed = [r for r in registered if isinstance(r, BaseException)]
+        for failure in failed:
+            if not isinstance(failure, (TransportError, OrderFailed)):
+                raise failure
+            stats.errors[f"newAccount {failure}"] += 1
+        if failed:  # a CA that cannot register every account gets no order run (reported as errors)
+            return Result(target.label, concurrency, 0, 1.0, accounts_per_second, stats, 0.0, 0.0)
         budget = iter(range(orders or 10**9))
         prefix = os.urandom(3).hex()
         deadline = time.perf_counter() + seconds
