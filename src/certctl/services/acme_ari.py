@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -109,6 +110,34 @@ def suggested_window(
     return SuggestedWindow(start=start, end=end)
 
 
+def _requested(identifiers: Any) -> set[tuple[str, str]]:
+    """The newOrder identifiers as (type, value), normalised as the certificate's are; what does not
+    parse is left to newOrder's own checks."""
+    found: set[tuple[str, str]] = set()
+    for item in identifiers if isinstance(identifiers, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("value"), str):
+            continue
+        if item.get("type") == "dns":
+            found.add(("dns", item["value"].strip().lower().rstrip(".")))
+        elif item.get("type") == "ip":
+            try:
+                found.add(("ip", str(ipaddress.ip_address(item["value"].strip()))))
+            except ValueError:
+                continue
+    return found
+
+
+def _certified(cert_pem: str) -> set[tuple[str, str]]:
+    """The certificate's subject alternative names as (type, value)."""
+    certificate = x509.load_pem_x509_certificate(cert_pem.encode())
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    dns = {("dns", name.lower()) for name in names.get_values_for_type(x509.DNSName)}
+    return dns | {("ip", str(address)) for address in names.get_values_for_type(x509.IPAddress)}
+
+
 class AcmeRenewalInfo:
     def __init__(self, context: ServiceContext) -> None:
         self._ctx = context
@@ -135,9 +164,11 @@ class AcmeRenewalInfo:
             deadline = await acme_ari.deadline_of(connection, version["cert_issuer_id"])
         return suggested_window(version=version, deadline=deadline, now=self._ctx.clock.now())
 
-    async def check_replaces(self, *, account: dict[str, Any], cert_id: Any) -> str:
-        """RFC 9773 §5: ``replaces`` must name a certificate this account ordered and that no other order
-        replaced already (``alreadyReplaced``, 409). Returns the certID to record."""
+    async def check_replaces(self, *, account: dict[str, Any], cert_id: Any, identifiers: Any = None) -> str:
+        """RFC 9773 §5: ``replaces`` must name a certificate this account ordered, that shares at least
+        one identifier with the new order (``identifiers`` as the newOrder payload has them; None skips
+        the check) and that no other order replaced already (``alreadyReplaced``, 409). Returns the certID
+        to record."""
         parsed = parse_cert_id(cert_id)
         async with autocommit_reads(self._ctx.engine) as connection:
             version = await self._version(connection, parsed)
@@ -148,6 +179,10 @@ class AcmeRenewalInfo:
             )
             if owner is None:
                 raise AcmeError("unauthorized", "replaces names a certificate this account did not order")
+            if identifiers is not None and not _requested(identifiers) & _certified(version["cert_pem"]):
+                raise AcmeError(
+                    "malformed", "the order shares no identifier with the certificate it replaces"
+                )
             replaced = await acme_ari.replacement_issued(connection, parsed.text)
         if replaced or version["cert_status"] == CertificateStatus.ARCHIVED:
             raise AcmeError("alreadyReplaced", "that certificate has been replaced already", status=409)

@@ -88,9 +88,16 @@ def test_replaces_supersedes_the_old_certificate(app: AcmeApp, responder: Http01
     assert (unknown.status_code, unknown.json()["type"]) == (400, ERR + "malformed")
     garbage = acme.post(acme.directory["newOrder"], identifiers | {"replaces": "nonsense"})
     assert (garbage.status_code, garbage.json()["type"]) == (400, ERR + "malformed")
+    elsewhere = {"identifiers": [{"type": "dns", "value": "unrelated.example.test"}]}
+    unrelated = acme.post(acme.directory["newOrder"], elsewhere | {"replaces": old_id})
+    assert (unrelated.status_code, unrelated.json()["type"]) == (400, ERR + "malformed")
+    assert unrelated.json()["detail"] == "the order shares no identifier with the certificate it replaces"
     assert app.call(_count, engine, AcmeOrder) == orders_before
 
-    order, new = issue(acme, responder, "replace.example.test", extra={"replaces": old_id})
+    # one shared name is enough (RFC 9773 §5)
+    order, new = issue(
+        acme, responder, "replace.example.test", "added.example.test", extra={"replaces": old_id}
+    )
     assert order["replaces"] == old_id
     assert new.serial_number != old.serial_number
     admin = app.admin()

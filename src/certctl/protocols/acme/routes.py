@@ -275,7 +275,11 @@ async def _new_order(
         server.profiles, directory=profile, requested=verified.payload.get("profile")
     )
     if verified.payload.get("replaces") is not None:
-        await server.ari.check_replaces(account=account, cert_id=verified.payload["replaces"])
+        await server.ari.check_replaces(
+            account=account,
+            cert_id=verified.payload["replaces"],
+            identifiers=verified.payload.get("identifiers"),
+        )
     order, authz_ids = await server.orders.create(account=account, profile=chosen, payload=verified.payload)
     return _order_response(server, urls, order, authz_ids, 201)
 
