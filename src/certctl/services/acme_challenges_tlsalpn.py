@@ -4,6 +4,10 @@ The server connects to ``<name>:<port>`` with SNI = the name and ALPN ``acme-tls
 verifying the chain: the proof is the self-signed certificate itself. It must name exactly the validated
 name in its subjectAltName and carry the critical id-pe-acmeIdentifier extension whose value is an ASN.1
 OCTET STRING holding SHA-256 of the key authorization (RFC 8737 §3).
+
+An IP identifier (RFC 8738 §6) is connected to at that address, with the address's reverse-mapping name
+as SNI (``in-addr.arpa`` / ``ip6.arpa``: SNI carries no addresses), and its certificate must hold exactly
+that address as an iPAddress subjectAltName.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import ssl
 
 from cryptography import x509
@@ -39,11 +44,12 @@ def _client_context() -> ssl.SSLContext:
 
 
 async def _handshake(*, address: str, port: int, name: str, wait_seconds: float) -> bytes:
-    """The DER certificate the responder presented, after checking it negotiated acme-tls/1."""
-    target = f"{name}:{port}"
+    """The DER certificate the responder presented for ``name``, after checking it negotiated
+    acme-tls/1."""
+    target = f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
     try:
         _reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(address, port, ssl=_client_context(), server_hostname=name),
+            asyncio.open_connection(address, port, ssl=_client_context(), server_hostname=sni_name(name)),
             timeout=wait_seconds,
         )
     except ssl.SSLError as exc:
@@ -64,8 +70,27 @@ async def _handshake(*, address: str, port: int, name: str, wait_seconds: float)
             await asyncio.wait_for(writer.wait_closed(), timeout=wait_seconds)
 
 
+def sni_name(name: str) -> str:
+    """The SNI for a validated identifier: the name itself, or an IP address's reverse-mapping name."""
+    try:
+        return ipaddress.ip_address(name).reverse_pointer
+    except ValueError:
+        return name
+
+
+def _names_exactly(sans: x509.SubjectAlternativeName, name: str) -> bool:
+    if len(sans) != 1:
+        return False
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return [value.lower() for value in sans.get_values_for_type(x509.DNSName)] == [name]
+    return sans.get_values_for_type(x509.IPAddress) == [address]
+
+
 def check_certificate(der: bytes, *, name: str, key_authorization: str) -> None:
-    """RFC 8737 §3: the SAN is exactly ``name``; id-pe-acmeIdentifier is critical and holds the digest."""
+    """RFC 8737 §3: the SAN is exactly ``name`` (an IP address as an iPAddress name, RFC 8738 §6);
+    id-pe-acmeIdentifier is critical and holds the digest."""
     try:
         certificate = x509.load_der_x509_certificate(der)
         extensions = certificate.extensions
@@ -75,8 +100,7 @@ def check_certificate(der: bytes, *, name: str, key_authorization: str) -> None:
         sans = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         raise AcmeError("unauthorized", f"the certificate presented for {name} has no SAN") from None
-    dns_names = [value.lower() for value in sans.get_values_for_type(x509.DNSName)]
-    if len(sans) != 1 or dns_names != [name]:
+    if not _names_exactly(sans, name):
         raise AcmeError(
             "unauthorized", f"the certificate presented for {name} must name exactly {name} in its SAN"
         )

@@ -2,7 +2,7 @@
 
 Each order gets its own authorizations (one per identifier); they expire with the order. A DNS name is
 offered http-01, dns-01 and tls-alpn-01, a wildcard name dns-01 only (RFC 8555 §7.1.3), an IP address
-http-01 only (tls-alpn-01 for IPs needs RFC 8738's reverse names, not implemented). Identifiers are
+http-01 and tls-alpn-01 (RFC 8738 §7: no dns-01 for an address). Identifiers are
 DNS names (wildcards only where the profile allows them) and, per RFC 8738, IP addresses where the
 profile allows IP SANs.
 """
@@ -34,7 +34,7 @@ LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 def challenge_types(identifier_type: str, *, wildcard: bool) -> tuple[str, ...]:
     """The challenges an identifier can be proved with."""
     if identifier_type == "ip":
-        return ("http-01",)
+        return ("http-01", "tls-alpn-01")
     return ("dns-01",) if wildcard else CHALLENGE_TYPES
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import ipaddress
 import json
 import secrets
 import socket
@@ -118,9 +119,22 @@ class TlsAlpnResponder:
             tls.recv(1)  # until the validator closes
 
     def serve(
-        self, name: str, extension: x509.UnrecognizedExtension | None, *, critical: bool = True
+        self,
+        name: str,
+        extension: x509.UnrecognizedExtension | None,
+        *,
+        critical: bool = True,
+        san: x509.GeneralName | None = None,
     ) -> None:
-        """Answer ``name`` with a self-signed certificate for it carrying ``extension`` (if any)."""
+        """Answer ``name`` with a self-signed certificate for it carrying ``extension`` (if any). An IP
+        address is answered under its reverse-mapping name (RFC 8738 §6) with an iPAddress SAN; ``san``
+        replaces the SAN."""
+        try:
+            address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(name)
+        except ValueError:
+            address = None
+        if san is None:
+            san = x509.DNSName(name) if address is None else x509.IPAddress(address)
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.now(UTC)
         builder = (
@@ -131,7 +145,7 @@ class TlsAlpnResponder:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - timedelta(minutes=5))
             .not_valid_after(now + timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([san]), critical=False)
         )
         if extension is not None:
             builder = builder.add_extension(extension, critical=critical)
@@ -146,7 +160,7 @@ class TlsAlpnResponder:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.set_alpn_protocols(["acme-tls/1"])
         context.load_cert_chain(cert_file, key_file)
-        self.contexts[name] = context
+        self.contexts[name if address is None else address.reverse_pointer] = context
 
     def stop(self) -> None:
         self.listener.close()
@@ -254,7 +268,7 @@ def test_authorizations_offer_the_challenges_that_apply(acme_app: tuple[TestClie
     assert len({c["token"] for c in authz["challenges"]}) == 3
     by_ip = acme.post(acme.directory["newOrder"], {"identifiers": [{"type": "ip", "value": "127.0.0.1"}]})
     ip_authz = acme.post(by_ip.json()["authorizations"][0], None).json()
-    assert [c["type"] for c in ip_authz["challenges"]] == ["http-01"]
+    assert [c["type"] for c in ip_authz["challenges"]] == ["http-01", "tls-alpn-01"]
     refused = acme.new_order("*.example.test")
     assert refused.json()["type"] == ERR + "rejectedIdentifier"
 
@@ -318,6 +332,28 @@ def test_tls_alpn01_valid_and_wrong_extension(
     unserved = acme.new_order(_unique("alpn-unserved")).json()
     result = _answer(acme, _challenge(acme, unserved["authorizations"][0], "tls-alpn-01"))
     assert result["error"]["type"] == ERR + "tls"
+
+
+def test_tls_alpn01_for_an_ip_address(acme_app: tuple[TestClient, Any], alpn: TlsAlpnResponder) -> None:
+    """RFC 8738 §6: the address is connected to with its reverse-mapping name as SNI and must present
+    exactly that address as an iPAddress SAN."""
+    client, _ = acme_app
+    acme = _account(client)
+    by_ip = {"identifiers": [{"type": "ip", "value": "127.0.0.1"}]}
+    created = acme.post(acme.directory["newOrder"], by_ip)
+    challenge = _challenge(acme, created.json()["authorizations"][0], "tls-alpn-01")
+    alpn.serve("127.0.0.1", acme_identifier(_key_authorization(acme, challenge)))
+    assert _answer(acme, challenge)["status"] == "valid"
+    assert acme.post(created.headers["Location"], None).json()["status"] == "ready"
+
+    for san in (x509.DNSName("127.0.0.1"), x509.IPAddress(ipaddress.ip_address("127.0.0.2"))):
+        acme = _account(client)  # a fresh account: the first one's proof would be reused
+        order = acme.post(acme.directory["newOrder"], by_ip).json()
+        challenge = _challenge(acme, order["authorizations"][0], "tls-alpn-01")
+        alpn.serve("127.0.0.1", acme_identifier(_key_authorization(acme, challenge)), san=san)
+        result = _answer(acme, challenge)
+        assert (result["status"], result["error"]["type"]) == ("invalid", ERR + "unauthorized"), san
+        assert "127.0.0.1" in result["error"]["detail"]
 
 
 def test_wildcard_order_via_dns01(acme_app: tuple[TestClient, Any], challenge_dns: ChallengeDns) -> None:

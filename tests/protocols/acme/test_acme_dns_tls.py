@@ -2,7 +2,8 @@
 
 The server resolves names (A and TXT) through pebble-challtestsrv; the clients publish their TXT records
 through its management API from hook scripts (lego's ``exec`` DNS provider, certbot's manual hooks).
-lego answers tls-alpn-01 itself on the port the server is configured to validate on.
+lego answers tls-alpn-01 itself on the port the server is configured to validate on; for an IP address
+(RFC 8738, which the Debian lego does not send) uacme orders and its ualpn server answers.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from support.acme_testbed import free_port, spawn, stop_process, wait_until
+from support.acme_testbed import free_port, spawn, stop_process, system_trust, wait_until
 from support.live import LiveServer, start_live_server
 from support.seed import DEFAULT_RULES
 
@@ -145,6 +146,46 @@ def test_lego_tls_alpn01(bed: Bed, tmp_path: Path) -> None:
     name = f"lego-alpn-{secrets.token_hex(4)}.example.test"
     certificate = _lego(bed, tmp_path, name, "--tls", "--tls.port", f"127.0.0.1:{bed.tls_port}")
     assert _dns_names(certificate) == [name]
+
+
+UALPN_HOOK = """#!/bin/sh
+# uacme hook ($1 = begin|done|failed, $2 = type, $3 = identifier, $4 = token, $5 = key authorization):
+# hands tls-alpn-01 authorizations to the ualpn server on its socket, declines every other type
+[ "$2" = "tls-alpn-01" ] || exit 1
+case "$1" in
+  begin) reply=$(echo "auth $3 $5" | ualpn --sock @SOCK@) ;;
+  *) reply=$(echo "unauth $3" | ualpn --sock @SOCK@) ;;
+esac
+[ "$reply" = "OK" ]
+"""
+
+
+@pytest.mark.peer("uacme")
+def test_uacme_ualpn_tls_alpn01_for_an_ip_address(bed: Bed, tmp_path: Path) -> None:
+    """RFC 8738 §6 with real peers: uacme orders an ``ip`` identifier, its ualpn server answers the
+    validation's handshake (SNI = 1.0.0.127.in-addr.arpa) with an iPAddress challenge certificate."""
+    sock = tmp_path / "ualpn.sock"
+    hook = _script(tmp_path / "ualpn-hook.sh", UALPN_HOOK.replace("@SOCK@", str(sock)), 0)
+    log = tmp_path / "ualpn.log"
+    argv = ["ualpn", "--bind", f"127.0.0.1@{bed.tls_port}", "--connect", f"127.0.0.1@{free_port()}"]
+    argv += ["--sock", str(sock)]
+    argv += ["--pidfile", str(tmp_path / "ualpn.pid"), "--logfile", str(log), "--verbose"]
+    ualpn = spawn(argv, log=tmp_path / "ualpn.out")  # other connections would go to --connect: none come
+    try:
+        wait_until(lambda: sock.exists() and _accepts(bed.tls_port), what="ualpn", process=ualpn, log=log)
+        base = ["uacme", "--confdir", str(tmp_path / "uacme"), "--type", "EC"]
+        base += ["--acme-url", f"{bed.server.url}/acme/directory"]
+        with system_trust(bed.server.ca_bundle):
+            _run([*base, "--yes", "new"], os.environ, bed.server)
+            _run([*base, "--hook", str(hook), "issue", "127.0.0.1"], os.environ, bed.server)
+    finally:
+        stop_process(ualpn)
+    pem = (tmp_path / "uacme" / "127.0.0.1" / "cert.pem").read_bytes()
+    sans = x509.load_pem_x509_certificates(pem)[0].extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    assert [str(address) for address in sans.value.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert sans.value.get_values_for_type(x509.DNSName) == []
 
 
 @pytest.mark.peer("certbot")
