@@ -40,6 +40,8 @@ class SuggestedWindow:
 
     start: datetime
     end: datetime
+    explanation_url: str | None = None
+    """``explanationURL``: a page saying why the window is where it is (an operator's mass re-issuance)."""
 
 
 DEFAULT_POLICY = RenewalPolicy()

@@ -107,6 +107,7 @@ def suggested_window(
         start = min(start, deadline["requested_at"])
         if start >= end:
             start = end - RENEW_NOW
+        return SuggestedWindow(start=start, end=end, explanation_url=deadline.get("explanation_url"))
     return SuggestedWindow(start=start, end=end)
 
 
@@ -220,11 +221,18 @@ class AcmeRenewalInfo:
         return True
 
     async def renew_by(
-        self, *, issuer_ref: str, by: datetime, actor: Actor, request: RequestInfo | None = None
+        self,
+        *,
+        issuer_ref: str,
+        by: datetime,
+        actor: Actor,
+        request: RequestInfo | None = None,
+        explanation_url: str | None = None,
     ) -> dict[str, Any]:
         """Mass re-issuance: every certificate of the issuer issued before now is asked (through ARI) to
-        renew by ``by``; auto-renewed ones have their own renewal brought forward, spread over the first
-        half of the time left so the fleet does not renew in one minute."""
+        renew by ``by`` (with ``explanation_url`` as the window's ``explanationURL``, if given);
+        auto-renewed ones have their own renewal brought forward, spread over the first half of the time
+        left so the fleet does not renew in one minute."""
         if by.tzinfo is None:
             raise ValueError("renew-by needs an aware datetime")
         now = self._ctx.clock.now()
@@ -235,7 +243,13 @@ class AcmeRenewalInfo:
             require_on_catalog(actor, "issuer.edit", kind="issuer", row=issuer)
             await acme_ari.put_deadline(
                 uow.connection,
-                {"issuer_id": issuer["id"], "renew_by": by, "requested_at": now, "requested_by": actor.name},
+                {
+                    "issuer_id": issuer["id"],
+                    "renew_by": by,
+                    "requested_at": now,
+                    "requested_by": actor.name,
+                    "explanation_url": explanation_url,
+                },
             )
             rescheduled = 0
             for row in await acme_ari.renewals_after(
@@ -253,6 +267,7 @@ class AcmeRenewalInfo:
                 "requested_at": now,
                 "certificates": live,
                 "rescheduled": rescheduled,
+                "explanation_url": explanation_url,
             }
             record = audit_record(
                 actor=actor,
@@ -261,7 +276,12 @@ class AcmeRenewalInfo:
                 resource_id=issuer["id"],
                 at=now,
                 request=request,
-                details={"renew_by": by.isoformat(), "certificates": live, "rescheduled": rescheduled},
+                details={
+                    "renew_by": by.isoformat(),
+                    "certificates": live,
+                    "rescheduled": rescheduled,
+                    "explanation_url": explanation_url,
+                },
             )
             await audit.append(uow.connection, [record])
         return summary

@@ -768,6 +768,8 @@ class IssuerRenewalDeadline(Base):
     renew_by: Mapped[datetime] = mapped_column(UtcDateTime)
     requested_at: Mapped[datetime] = mapped_column(UtcDateTime)
     requested_by: Mapped[str] = mapped_column(String(200))
+    explanation_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    """Shown to ACME clients as the window's ``explanationURL`` (RFC 9773 §4.2)."""
 
 
 class AcmeUsedNonce(Base):

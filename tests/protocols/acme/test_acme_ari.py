@@ -140,17 +140,33 @@ def test_renew_by_and_revocation_move_the_window(app: AcmeApp, responder: Http01
     )
     assert forbidden.status_code == 403
 
-    done = app.client.post("/api/v1/issuers/local/renew-by", json={"by": by.isoformat()}, headers=admin)
+    for url in ("ftp://status.example.test/x", "not a url", "https://user:secret@status.example.test/"):
+        refused = app.client.post(
+            "/api/v1/issuers/local/renew-by",
+            json={"by": by.isoformat(), "explanation_url": url},
+            headers=admin,
+        )
+        assert refused.status_code == 422, url
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert "secret" not in refused.text
+
+    page = "https://status.example.test/incidents/42"
+    done = app.client.post(
+        "/api/v1/issuers/local/renew-by", json={"by": by.isoformat(), "explanation_url": page}, headers=admin
+    )
     assert done.status_code == 200, done.text
     assert done.json()["certificates"] >= 1
-    start, end, _ = _window(app, acme, leaf)
+    assert done.json()["explanation_url"] == page
+    start, end, answer = _window(app, acme, leaf)
     assert start < end <= by
+    assert answer.json()["explanationURL"] == page
     engine = app.services.context.engine
     assert app.call(_count, engine, AuditEvent, AuditEvent.action == "issuer.renew_by") == 1
 
     _, fresh = issue(acme, responder, "afterwards.example.test")
-    _, fresh_end, _ = _window(app, acme, fresh)
+    _, fresh_end, fresh_answer = _window(app, acme, fresh)
     assert fresh_end > by
+    assert "explanationURL" not in fresh_answer.json()
 
     der = leaf.public_bytes(serialization.Encoding.DER)
     assert acme.post(acme.directory["revokeCert"], {"certificate": b64url(der)}).status_code == 200

@@ -166,7 +166,11 @@ async def _renewal_info(server: AcmeServer, incoming: Incoming, profile: str, ce
         window = await server.ari.window(cert_id=cert_id)
     except AcmeError as exc:
         return _problem(server, urls, exc)
-    body = {"suggestedWindow": {"start": views.rfc3339(window.start), "end": views.rfc3339(window.end)}}
+    body: dict[str, Any] = {
+        "suggestedWindow": {"start": views.rfc3339(window.start), "end": views.rfc3339(window.end)}
+    }
+    if window.explanation_url:
+        body["explanationURL"] = window.explanation_url
     response = _json(server, urls, body)
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
