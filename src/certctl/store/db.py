@@ -130,9 +130,38 @@ class UnitOfWork:
         self.connection = connection
 
 
+_SQLITE_WRITERS: dict[tuple[Engine, asyncio.AbstractEventLoop], asyncio.Lock] = {}
+_WRITING: ContextVar[bool] = ContextVar("certctl_sqlite_writing", default=False)
+
+
+@asynccontextmanager
+async def begin(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction on the engine. On SQLite the process's transactions take turns (one lock per
+    engine and event loop; a task already inside one does not wait again): SQLite lets one connection
+    write at a time, and a connection that finds the database locked polls for it with sleeps of 1 to
+    100 ms, so contending writers waited far longer than their turn."""
+    if engine.dialect.name != "sqlite" or _WRITING.get():
+        async with engine.begin() as connection:
+            yield connection
+        return
+    key = (engine.sync_engine, asyncio.get_running_loop())
+    lock = _SQLITE_WRITERS.get(key)
+    if lock is None:
+        if len(_SQLITE_WRITERS) > 64:  # engines and loops of tests come and go
+            _SQLITE_WRITERS.clear()
+        lock = _SQLITE_WRITERS[key] = asyncio.Lock()
+    async with lock:
+        token = _WRITING.set(True)
+        try:
+            async with engine.begin() as connection:
+                yield connection
+        finally:
+            _WRITING.reset(token)
+
+
 @asynccontextmanager
 async def unit_of_work(engine: AsyncEngine) -> AsyncIterator[UnitOfWork]:
-    async with engine.begin() as connection:
+    async with begin(engine) as connection:
         yield UnitOfWork(connection)
 
 
@@ -149,7 +178,7 @@ async def one_statement(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     BEGIN/COMMIT round trips around it; on SQLite (where the driver needs a transaction for a write,
     and a transaction costs no round trip) a transaction committed at the end."""
     if engine.dialect.name == "sqlite":
-        async with engine.begin() as connection:
+        async with begin(engine) as connection:
             yield connection
     else:
         async with autocommit_reads(engine) as connection:
@@ -471,7 +500,7 @@ async def hot(engine: AsyncEngine, *, transaction: bool = False) -> AsyncIterato
     pool = _DRIVER_POOLS.get(sync)
     if pool is None:
         if sync.dialect.name != "postgresql":
-            async with engine.begin() as connection:
+            async with begin(engine) as connection:
                 yield connection
             return
         pool = _DRIVER_POOLS[sync] = DriverPool(engine)
