@@ -13,7 +13,6 @@ import re
 import secrets
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,26 +20,14 @@ import pytest
 from cryptography import x509
 
 from support.cli import ok, ok_json
-from support.live import LiveServer, start_live_server
-from support.seed import DEFAULT_RULES
+from support.live import LiveServer
 
 pytestmark = pytest.mark.peer("certbot")
-PROFILE_RULES = DEFAULT_RULES | {
-    "san_patterns": ["**.corp.test"],
-    "acme": {"require_eab": True, "validation": "trusted"},
-}
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = start_live_server(tmp_path_factory.mktemp("eab-live"))
-    try:
-        with server.client() as client:
-            created = client.post("/api/v1/profiles", json={"name": "internal", "rules": PROFILE_RULES})
-            created.raise_for_status()
-        yield server
-    finally:
-        server.stop()
+def live(eab_live: LiveServer) -> LiveServer:
+    return eab_live
 
 
 def _certbot(live: LiveServer, work: Path, name: str, *extra: str) -> subprocess.CompletedProcess[str]:

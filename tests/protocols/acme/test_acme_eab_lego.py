@@ -9,33 +9,20 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
 from support.cli import ok
-from support.live import LiveServer, free_port, start_live_server
-from support.seed import DEFAULT_RULES
+from support.live import LiveServer, free_port
 
 pytestmark = pytest.mark.peer("lego")
-PROFILE_RULES = DEFAULT_RULES | {
-    "san_patterns": ["**.corp.test"],
-    "acme": {"require_eab": True, "validation": "trusted"},
-}
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = start_live_server(tmp_path_factory.mktemp("eab-lego-live"))
-    try:
-        with server.client() as client:
-            created = client.post("/api/v1/profiles", json={"name": "internal", "rules": PROFILE_RULES})
-            created.raise_for_status()
-        yield server
-    finally:
-        server.stop()
+def live(eab_live: LiveServer) -> LiveServer:
+    return eab_live
 
 
 def _lego(live: LiveServer, path: Path, name: str, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -303,47 +303,34 @@ def _order_insert(authorizations: int, challenges: int, limits: _LimitShape) -> 
             select(recent.c.oldest).scalar_subquery().label("oldest_order"),
         ]
     if limits.failures:
-        names = [
-            bindparam(f"a{i}_identifier_value", type_=AUTHORIZATIONS.c.identifier_value.type)
-            for i in range(authorizations)
-        ]
-        failed = (
-            select(
-                AUTHORIZATIONS.c.identifier_value.label("value"),
-                func.count().label("n"),
-                func.min(AUTHORIZATIONS.c.created_at).label("oldest"),
-            )
-            .join(ORDERS, ORDERS.c.id == AUTHORIZATIONS.c.order_id)
-            .where(
+        condition, counts = _per_value_limit(
+            AUTHORIZATIONS.c.identifier_value,
+            func.count(),
+            authorizations,
+            where=(
                 bindparam("account_id", type_=ORDERS.c.account_id.type) == OWNER,
-                AUTHORIZATIONS.c.identifier_value.in_(names),
                 AUTHORIZATIONS.c.status == "invalid",
                 AUTHORIZATIONS.c.created_at > since,
-            )
-            .group_by(AUTHORIZATIONS.c.identifier_value)
-            .cte("failed_validations")
+            ),
+            join=ORDERS,
+            name="failed_validations",
+            prefix="failed",
+            limit="failures_limit",
         )
-        limit = bindparam("failures_limit", type_=Integer)
-        conditions.append(~select(failed.c.value).where(failed.c.n >= limit).exists())
-        outputs += _per_value_outputs(failed, "failed")
+        conditions.append(condition)
+        outputs += counts
     if limits.domains:
-        domains = [
-            bindparam(f"a{i}_registered_domain", type_=AUTHORIZATIONS.c.registered_domain.type)
-            for i in range(authorizations)
-        ]
-        named = (
-            select(
-                AUTHORIZATIONS.c.registered_domain.label("value"),
-                func.count(AUTHORIZATIONS.c.order_id.distinct()).label("n"),
-                func.min(AUTHORIZATIONS.c.created_at).label("oldest"),
-            )
-            .where(AUTHORIZATIONS.c.registered_domain.in_(domains), AUTHORIZATIONS.c.created_at > since)
-            .group_by(AUTHORIZATIONS.c.registered_domain)
-            .cte("domain_orders")
+        condition, counts = _per_value_limit(
+            AUTHORIZATIONS.c.registered_domain,
+            func.count(AUTHORIZATIONS.c.order_id.distinct()),
+            authorizations,
+            where=(AUTHORIZATIONS.c.created_at > since,),
+            name="domain_orders",
+            prefix="domain",
+            limit="domains_limit",
         )
-        limit = bindparam("domains_limit", type_=Integer)
-        conditions.append(~select(named.c.value).where(named.c.n >= limit).exists())
-        outputs += _per_value_outputs(named, "domain")
+        conditions.append(condition)
+        outputs += counts
     order_values = select(*(bindparam(c.name, type_=c.type) for c in ORDERS.columns))
     if conditions:
         order_values = order_values.where(and_(*conditions))
@@ -371,13 +358,34 @@ def _order_insert(authorizations: int, challenges: int, limits: _LimitShape) -> 
     return found
 
 
-def _per_value_outputs(counted: Any, prefix: str) -> list[Any]:
-    """A per-value count as three arrays (values, counts, oldest moments) of the statement's row."""
-    return [
+def _per_value_limit(
+    column: Any,
+    count: Any,
+    authorizations: int,
+    *,
+    where: Sequence[Any],
+    name: str,
+    prefix: str,
+    limit: str,
+    join: Any = None,
+) -> tuple[Any, list[Any]]:
+    """A count per value of an authorizations ``column`` among the new order's values of it (bind
+    parameters ``a<i>_<column>``): the condition that no value reached the ``limit`` bind parameter, and
+    the statement's outputs (``<prefix>_names``, ``_counts`` and ``_oldest`` arrays)."""
+    values = [bindparam(f"a{i}_{column.name}", type_=column.type) for i in range(authorizations)]
+    query = select(
+        column.label("value"), count.label("n"), func.min(AUTHORIZATIONS.c.created_at).label("oldest")
+    )
+    if join is not None:
+        query = query.join(join, join.c.id == AUTHORIZATIONS.c.order_id)
+    counted = query.where(column.in_(values), *where).group_by(column).cte(name)
+    reached = select(counted.c.value).where(counted.c.n >= bindparam(limit, type_=Integer)).exists()
+    outputs = [
         select(func.array_agg(counted.c.value)).scalar_subquery().label(f"{prefix}_names"),
         select(func.array_agg(counted.c.n)).scalar_subquery().label(f"{prefix}_counts"),
         select(func.array_agg(counted.c.oldest)).scalar_subquery().label(f"{prefix}_oldest"),
     ]
+    return ~reached, outputs
 
 
 _ORDER_AND_AUTHORIZATIONS = (
