@@ -9,6 +9,7 @@ harness itself; the certctl run needs the ACME server in the product.
 from __future__ import annotations
 
 import importlib.util
+import os
 import secrets
 import subprocess
 from collections.abc import Iterator
@@ -163,3 +164,28 @@ def test_client_obtains_certificate(
             served = served_leaf_pem(port=obtained.https_port, server_name=name)
             assert served is not None
             assert x509.load_pem_x509_certificate(served.encode()) == leaf
+
+
+@pytest.mark.peer("certbot")
+@pytest.mark.parametrize("acme_directory", ["certctl"], indirect=True)
+def test_certbot_obtains_an_ip_address_certificate(
+    acme_directory: AcmeDirectory, challenges: ChallengeResponder, tmp_path: Path
+) -> None:
+    """RFC 8738 with a real client: certbot's ``--ip-address`` orders an ``ip`` identifier, proves it
+    with http-01 on that address (webroot), and gets a certificate naming only the address. (Against
+    Pebble certbot fails after issuance: Pebble's certificate also names the address as a DNS name,
+    which certbot refuses to store.)"""
+    base = ["certbot", "--non-interactive", "--config-dir", str(tmp_path / "config")]
+    base += ["--work-dir", str(tmp_path / "work"), "--logs-dir", str(tmp_path / "logs")]
+    argv = [*base, "certonly", "--webroot", "-w", str(challenges.webroot), "--ip-address", "127.0.0.1"]
+    argv += ["--cert-name", "by-address", "--server", acme_directory.url]
+    argv += ["--register-unsafely-without-email", "--agree-tos"]
+    env = os.environ | {"REQUESTS_CA_BUNDLE": str(acme_directory.ca_bundle)}
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    chain = tmp_path / "config" / "live" / "by-address" / "fullchain.pem"
+    _verify_chain(chain, roots=acme_directory.roots, workdir=tmp_path)
+    leaf = x509.load_pem_x509_certificate(pem_certificates(chain)[0].encode())
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(address) for address in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert names.get_values_for_type(x509.DNSName) == []
