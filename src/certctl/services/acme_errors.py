@@ -30,6 +30,7 @@ class AcmeError(Exception):
         status: int | None = None,
         extra: dict[str, Any] | None = None,
         retry_after: int | None = None,
+        subproblems: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(detail)
         self.kind = kind
@@ -38,6 +39,8 @@ class AcmeError(Exception):
         self.extra = dict(extra or {})
         self.retry_after = retry_after
         """Seconds, sent as ``Retry-After`` (``rateLimited``, RFC 8555 §6.6)."""
+        self.subproblems = list(subproblems or [])
+        """RFC 8555 §6.7.1: one problem per identifier, each with its ``identifier``."""
 
     @property
     def type_uri(self) -> str:
@@ -45,7 +48,34 @@ class AcmeError(Exception):
 
     def as_problem(self) -> dict[str, Any]:
         """The problem document (also stored as a challenge's or order's ``error``)."""
-        return {"type": self.type_uri, "detail": self.detail, "status": self.status, **self.extra}
+        problem = {"type": self.type_uri, "detail": self.detail, "status": self.status, **self.extra}
+        if self.subproblems:
+            problem["subproblems"] = self.subproblems
+        return problem
+
+    def subproblem(self, identifier: Any) -> dict[str, Any]:
+        """This error as a subproblem of ``identifier`` (named only when it is a well-formed object)."""
+        found: dict[str, Any] = {"type": self.type_uri, "detail": self.detail}
+        if (
+            isinstance(identifier, dict)
+            and isinstance(identifier.get("type"), str)
+            and isinstance(identifier.get("value"), str)
+        ):
+            found["identifier"] = {"type": identifier["type"], "value": identifier["value"]}
+        return found
+
+
+def per_identifier(refused: list[tuple[Any, AcmeError]], total: int) -> AcmeError:
+    """One error for identifiers refused one by one, with a subproblem for each (RFC 8555 §6.7.1): the
+    error itself when there is one, else their common type (``malformed`` when they differ)."""
+    subproblems = [error.subproblem(identifier) for identifier, error in refused]
+    if len(refused) == 1:
+        only = refused[0][1]
+        return AcmeError(only.kind, only.detail, status=only.status, subproblems=subproblems)
+    kinds = {error.kind for _, error in refused}
+    kind = kinds.pop() if len(kinds) == 1 else "malformed"
+    detail = f"{len(refused)} of the {total} identifiers were refused (see subproblems)"
+    return AcmeError(kind, detail, subproblems=subproblems)
 
 
 def not_found(what: str) -> AcmeError:

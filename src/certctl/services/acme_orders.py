@@ -19,7 +19,7 @@ from certctl.pki.names import match_san_pattern
 from certctl.services.acme import AcmeConfig, AcmeProfile
 from certctl.services.acme_accounts import new_acme_id
 from certctl.services.acme_eab import AcmeEabKeys
-from certctl.services.acme_errors import AcmeError, not_found
+from certctl.services.acme_errors import AcmeError, not_found, per_identifier
 from certctl.services.acme_limits import RATE_WINDOW, order_refused, registered_domain
 from certctl.services.context import ServiceContext
 from certctl.store.db import autocommit_reads, hot, unit_of_work
@@ -84,11 +84,15 @@ class AcmeOrders:
             raise AcmeError("malformed", f"an order needs 1 to {MAX_IDENTIFIERS} identifiers")
         if payload.get("notBefore") or payload.get("notAfter"):
             raise AcmeError("malformed", "notBefore and notAfter are not supported; the profile decides")
-        identifiers = list(
-            {
-                (i["type"], i["value"]): i for i in map(lambda x: normalise_identifier(x, profile), raw)
-            }.values()
-        )
+        normalised, rejected = [], []
+        for item in raw:
+            try:
+                normalised.append(normalise_identifier(item, profile))
+            except AcmeError as error:
+                rejected.append((item, error))
+        if rejected:
+            raise per_identifier(rejected, len(raw))
+        identifiers = list({(i["type"], i["value"]): i for i in normalised}.values())
         replaces = payload.get("replaces")
         if replaces is not None and not isinstance(replaces, str):
             raise AcmeError("malformed", "replaces must be a certificate identifier string (RFC 9773)")

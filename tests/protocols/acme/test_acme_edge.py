@@ -1,7 +1,8 @@
 """The ACME HTTP edge in front of the web framework, on both databases: wrong methods and unknown
 resources answer ACME problems, an oversized body is refused before any work, every answer carries the
-server's common headers, a challenge POST answers with the validation's outcome, and two authorizations
-of one order validated at the same moment leave the order ready."""
+server's common headers, a challenge POST answers with the validation's outcome, two authorizations
+of one order validated at the same moment leave the order ready, and refused identifiers are named in
+subproblems."""
 
 from __future__ import annotations
 
@@ -199,4 +200,38 @@ def test_an_order_of_many_names_is_stored_whole(app: AcmeApp) -> None:
     assert seen == set(names)
     assert acme.post(created.headers["Location"], None).json()["identifiers"] == [
         {"type": "dns", "value": name} for name in names
+    ]
+
+
+def test_refused_identifiers_are_named_in_subproblems(app: AcmeApp) -> None:
+    """RFC 8555 §6.7.1: every refused identifier of a newOrder gets its own subproblem naming it; one
+    refusal keeps its own type, several of one type share it, mixed types are ``malformed``."""
+    acme = _client(app)
+
+    def order(*identifiers: Any) -> Any:
+        return acme.post(acme.directory["newOrder"], {"identifiers": list(identifiers)})
+
+    wildcard = {"type": "dns", "value": "*.sub.example.test"}
+    bad_name = {"type": "dns", "value": "bad_name.example.test"}
+    fine = {"type": "dns", "value": "fine.example.test"}
+    one = order(fine, wildcard)
+    assert one.status_code == 400 and one.json()["type"] == ERR + "rejectedIdentifier"
+    assert one.json()["subproblems"] == [
+        {
+            "type": ERR + "rejectedIdentifier",
+            "detail": one.json()["detail"],
+            "identifier": wildcard,
+        }
+    ]
+    same = order(wildcard, fine, bad_name).json()
+    assert same["type"] == ERR + "rejectedIdentifier"
+    assert same["detail"] == "2 of the 3 identifiers were refused (see subproblems)"
+    assert [p["identifier"] for p in same["subproblems"]] == [wildcard, bad_name]
+    mixed = order({"type": "email", "value": "a@example.test"}, bad_name, "not an object").json()
+    assert mixed["type"] == ERR + "malformed"
+    kinds = [(p["type"].removeprefix(ERR), p.get("identifier")) for p in mixed["subproblems"]]
+    assert kinds == [
+        ("unsupportedIdentifier", {"type": "email", "value": "a@example.test"}),
+        ("rejectedIdentifier", bad_name),
+        ("malformed", None),
     ]
