@@ -28,7 +28,7 @@ from certctl.services.holds import Held
 from certctl.services.issuance import IssuanceService, IssueRequest
 from certctl.services.revocation import Revocation, RevocationService
 from certctl.store.db import autocommit_reads, hot, one_statement
-from certctl.store.repositories import acme, approvals, certificates
+from certctl.store.repositories import acme, approvals, certificates, rows
 
 FINAL_APPROVAL_STATES = ("rejected", "expired", "failed")
 
@@ -55,6 +55,8 @@ class AcmeCertificates:
         self._ctx = context
         self._issuance = issuance
         self._revocation = revocation
+        self._roots: dict[str, str | None] = {}
+        """Issuing CA id -> PEM of the root above it (None: the CA is a root, its chain holds it)."""
 
     async def claim(
         self, *, account: dict[str, Any], order_id: str
@@ -165,16 +167,46 @@ class AcmeCertificates:
             await self._set(order["id"], changes)
         return order | changes
 
-    async def chain_pem(self, *, account: dict[str, Any], version_id: str) -> str:
-        """RFC 8555 §7.4.2: leaf then chain, PEM (``application/pem-certificate-chain``)."""
+    async def chain_pem(
+        self, *, account: dict[str, Any], version_id: str, alternate: bool = False
+    ) -> tuple[str, bool]:
+        """RFC 8555 §7.4.2: leaf then chain, PEM (``application/pem-certificate-chain``), and whether the
+        other chain exists. The default chain ends below the root (as TLS servers send it); the
+        alternate one ends with the root itself, for software that wants the whole path (the same
+        leaf either way). A certificate issued by a root has the one chain."""
         async with hot(self._ctx.engine) as connection:
             found = await acme.certificate_of_account(
                 connection, version_id=version_id, account_id=account["id"]
             )
         if found is None:
             raise not_found("certificate")
-        cert_pem, chain = found
-        return cert_pem.rstrip("\n") + "\n" + chain.lstrip("\n")
+        cert_pem, chain, ca_id = found
+        root = await self._root_above(ca_id) if ca_id else None
+        if alternate and root is None:
+            raise not_found("alternate chain")
+        pem = cert_pem.rstrip("\n") + "\n" + chain.lstrip("\n")
+        if alternate and root is not None:
+            pem = pem.rstrip("\n") + "\n" + root.lstrip("\n")
+        return pem, root is not None
+
+    async def _root_above(self, ca_id: str) -> str | None:
+        """The PEM of the root above the CA, None when the CA is a root or unknown; read once per CA
+        (a CA's place in its hierarchy never changes)."""
+        if ca_id in self._roots:
+            return self._roots[ca_id]
+        root: str | None = None
+        async with autocommit_reads(self._ctx.engine) as connection:
+            row = await rows.get(connection, rows.CAS, ca_id)
+            for _ in range(16):
+                if row is None or row["parent_id"] is None:
+                    break
+                row = await rows.get(connection, rows.CAS, row["parent_id"])
+                if row is not None and row["parent_id"] is None:
+                    root = str(row["cert_pem"])
+        if len(self._roots) > 1000:
+            self._roots.clear()
+        self._roots[ca_id] = root
+        return root
 
     async def revoke(self, *, account: dict[str, Any] | None, jwk_key: Any, payload: dict[str, Any]) -> None:
         """RFC 8555 §7.6: by the account that ordered the certificate (kid), or by the certificate's own

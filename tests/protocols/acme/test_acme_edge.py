@@ -1,8 +1,8 @@
 """The ACME HTTP edge in front of the web framework, on both databases: wrong methods and unknown
 resources answer ACME problems, an oversized body is refused before any work, every answer carries the
 server's common headers, a challenge POST answers with the validation's outcome, two authorizations
-of one order validated at the same moment leave the order ready, and refused identifiers are named in
-subproblems."""
+of one order validated at the same moment leave the order ready, refused identifiers are named in
+subproblems, and a certificate offers its alternate chain."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import urllib.request
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from support.acme_client import CHALLTESTSRV_MANAGEMENT, AcmeTestClient, Http01Server
-from support.acme_inprocess import AcmeApp
+from support.acme_inprocess import AcmeApp, issue
 
 pytestmark = pytest.mark.peer("pebble-challtestsrv")
 ERR = "urn:ietf:params:acme:error:"
@@ -235,3 +236,29 @@ def test_refused_identifiers_are_named_in_subproblems(app: AcmeApp) -> None:
         ("rejectedIdentifier", bad_name),
         ("malformed", None),
     ]
+
+
+def test_certificate_download_offers_the_chain_with_its_root(app: AcmeApp, responder: Http01Server) -> None:
+    """RFC 8555 §7.4.2: the default chain ends below the root; ``Link: rel="alternate"`` (a header line
+    of its own beside the directory's ``rel="index"``) names the same leaf with the root appended, and
+    that answer links back. The alternate of a certificate that is not the account's is not found."""
+    acme = _client(app)
+    order, leaf = issue(acme, responder, "chains.example.test")
+    default = acme.post(order["certificate"], None)
+    assert default.status_code == 200
+    links = default.headers.get_list("link")
+    alternate_url = order["certificate"] + "/alternate"
+    assert f'<{alternate_url}>;rel="alternate"' in links
+    assert any(link.endswith(';rel="index"') for link in links)
+    alternate = acme.post(alternate_url, None)
+    assert alternate.status_code == 200
+    assert alternate.headers["content-type"] == "application/pem-certificate-chain"
+    assert f'<{order["certificate"]}>;rel="alternate"' in alternate.headers.get_list("link")
+    shorter = x509.load_pem_x509_certificates(default.content)
+    longer = x509.load_pem_x509_certificates(alternate.content)
+    assert shorter[0] == longer[0] == leaf
+    assert longer[:-1] == shorter
+    assert shorter[-1].issuer == longer[-1].subject == longer[-1].issuer  # the root, self-signed
+    stranger = _client(app)
+    missing = stranger.post(alternate_url, None)
+    assert (missing.status_code, missing.json()["type"]) == (404, ERR + "malformed")

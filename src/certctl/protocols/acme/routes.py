@@ -391,8 +391,33 @@ async def _certificate(
     version_id: str,
     _incoming: Incoming,
 ) -> Response:
-    pem = await server.certificates.chain_pem(account=_account_of(verified), version_id=version_id)
-    return Response(pem, media_type="application/pem-certificate-chain", headers=_headers(server, urls))
+    return await _chain(server, urls, verified, version_id, alternate=False)
+
+
+async def _alternate_certificate(
+    server: AcmeServer,
+    _profile: AcmeProfile,
+    urls: views.Urls,
+    verified: Verified,
+    version_id: str,
+    _incoming: Incoming,
+) -> Response:
+    return await _chain(server, urls, verified, version_id, alternate=True)
+
+
+async def _chain(
+    server: AcmeServer, urls: views.Urls, verified: Verified, version_id: str, *, alternate: bool
+) -> Response:
+    """A certificate chain, with a ``Link: rel="alternate"`` header naming the other chain when there
+    is one (RFC 8555 §7.4.2), on a line of its own beside the directory's."""
+    pem, other = await server.certificates.chain_pem(
+        account=_account_of(verified), version_id=version_id, alternate=alternate
+    )
+    response = Response(pem, media_type="application/pem-certificate-chain", headers=_headers(server, urls))
+    if other:
+        url = urls.of("cert", version_id) + ("" if alternate else "/alternate")
+        response.raw_headers.append((b"link", f'<{url}>;rel="alternate"'.encode()))
+    return response
 
 
 async def _revoke(
@@ -457,6 +482,9 @@ _POST_RESOURCES.update(
         ("authz", ""): ("kid", _authorization),
         ("chall", ""): ("kid", _challenge),
         ("cert", ""): ("kid", _certificate),
+        ("cert", "alternate"): ("kid", _alternate_certificate),
     }
 )
-_CARRIED.update({_new_order, _order, _finalize, _authorization, _challenge, _certificate})
+_CARRIED.update(
+    {_new_order, _order, _finalize, _authorization, _challenge, _certificate, _alternate_certificate}
+)

@@ -466,7 +466,7 @@ async def orders_of_account(connection: AsyncConnection, account_id: str, *, lim
 
 
 _CERTIFICATE_OF_ACCOUNT = (
-    select(VERSIONS.c.cert_pem, VERSIONS.c.chain_pem)
+    select(VERSIONS.c.cert_pem, VERSIONS.c.chain_pem, VERSIONS.c.issuer_ca_id)
     .join(
         ORDERS,
         (ORDERS.c.certificate_id == VERSIONS.c.certificate_id)
@@ -481,11 +481,15 @@ probes the (certificate, account) index by certificate even before the tables ha
 
 async def certificate_of_account(
     connection: AsyncConnection, *, version_id: str, account_id: str
-) -> tuple[str, str] | None:
-    """A certificate version's PEM and chain, if one of the account's orders made its certificate."""
+) -> tuple[str, str, str | None] | None:
+    """A certificate version's PEM, chain and issuing CA, if one of the account's orders made its
+    certificate."""
     parameters = {"version_id": version_id, "account_id": account_id}
     rows = await read_rows(connection, _CERTIFICATE_OF_ACCOUNT, parameters)
-    return (str(rows[0]["cert_pem"]), str(rows[0]["chain_pem"] or "")) if rows else None
+    if not rows:
+        return None
+    row = rows[0]
+    return str(row["cert_pem"]), str(row["chain_pem"] or ""), row["issuer_ca_id"]
 
 
 async def order_for_certificate(
