@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     )
     acme_default_profile: str = Field(default="default", description="Profile served at /acme/directory.")
     acme_terms_of_service: str | None = Field(default=None, description="URL of the ACME terms of service.")
+    acme_website: str | None = Field(
+        default=None, description="URL shown as the ACME directory's meta.website."
+    )
     acme_issuer: str | None = Field(
         default=None, description="Issuer ACME signs with (default: the only one)."
     )

@@ -86,6 +86,7 @@ def services_for(settings: Settings, master_key: MasterKey, *, pool_size: int = 
             tlsalpn01_port=settings.acme_tlsalpn01_port,
             dns_resolver=settings.acme_dns_resolver,
             terms_of_service=settings.acme_terms_of_service,
+            website=settings.acme_website,
             issuer=settings.acme_issuer,
             caa_identities=tuple(i.strip() for i in settings.acme_caa_identities.split(",") if i.strip()),
             authz_reuse=timedelta(hours=settings.acme_authz_reuse_hours),
