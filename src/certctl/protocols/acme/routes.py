@@ -9,6 +9,7 @@ paths stay close to the raw server): ``dispatch`` matches the path by its segmen
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -390,23 +391,8 @@ async def _certificate(
     verified: Verified,
     version_id: str,
     _incoming: Incoming,
-) -> Response:
-    return await _chain(server, urls, verified, version_id, alternate=False)
-
-
-async def _alternate_certificate(
-    server: AcmeServer,
-    _profile: AcmeProfile,
-    urls: views.Urls,
-    verified: Verified,
-    version_id: str,
-    _incoming: Incoming,
-) -> Response:
-    return await _chain(server, urls, verified, version_id, alternate=True)
-
-
-async def _chain(
-    server: AcmeServer, urls: views.Urls, verified: Verified, version_id: str, *, alternate: bool
+    *,
+    alternate: bool = False,
 ) -> Response:
     """A certificate chain, with a ``Link: rel="alternate"`` header naming the other chain when there
     is one (RFC 8555 §7.4.2), on a line of its own beside the directory's."""
@@ -418,6 +404,9 @@ async def _chain(
         url = urls.of("cert", version_id) + ("" if alternate else "/alternate")
         response.raw_headers.append((b"link", f'<{url}>;rel="alternate"'.encode()))
     return response
+
+
+_alternate_certificate: Handler = functools.partial(_certificate, alternate=True)
 
 
 async def _revoke(
