@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -111,23 +110,6 @@ def suggested_window(
     return SuggestedWindow(start=start, end=end)
 
 
-def _requested(identifiers: Any) -> set[tuple[str, str]]:
-    """The newOrder identifiers as (type, value), normalised as the certificate's are; what does not
-    parse is left to newOrder's own checks."""
-    found: set[tuple[str, str]] = set()
-    for item in identifiers if isinstance(identifiers, list) else []:
-        if not isinstance(item, dict) or not isinstance(item.get("value"), str):
-            continue
-        if item.get("type") == "dns":
-            found.add(("dns", item["value"].strip().lower().rstrip(".")))
-        elif item.get("type") == "ip":
-            try:
-                found.add(("ip", str(ipaddress.ip_address(item["value"].strip()))))
-            except ValueError:
-                continue
-    return found
-
-
 def _certified(cert_pem: str) -> set[tuple[str, str]]:
     """The certificate's subject alternative names as (type, value)."""
     certificate = x509.load_pem_x509_certificate(cert_pem.encode())
@@ -165,11 +147,12 @@ class AcmeRenewalInfo:
             deadline = await acme_ari.deadline_of(connection, version["cert_issuer_id"])
         return suggested_window(version=version, deadline=deadline, now=self._ctx.clock.now())
 
-    async def check_replaces(self, *, account: dict[str, Any], cert_id: Any, identifiers: Any = None) -> str:
+    async def check_replaces(
+        self, *, account: dict[str, Any], cert_id: Any, identifiers: list[dict[str, str]]
+    ) -> str:
         """RFC 9773 §5: ``replaces`` must name a certificate this account ordered, that shares at least
-        one identifier with the new order (``identifiers`` as the newOrder payload has them; None skips
-        the check) and that no other order replaced already (``alreadyReplaced``, 409). Returns the certID
-        to record."""
+        one identifier with the new order (its normalised identifiers) and that no other order replaced
+        already (``alreadyReplaced``, 409). Returns the certID to record."""
         parsed = parse_cert_id(cert_id)
         async with autocommit_reads(self._ctx.engine) as connection:
             version = await self._version(connection, parsed)
@@ -180,7 +163,8 @@ class AcmeRenewalInfo:
             )
             if owner is None:
                 raise AcmeError("unauthorized", "replaces names a certificate this account did not order")
-            if identifiers is not None and not _requested(identifiers) & _certified(version["cert_pem"]):
+            requested = {(i["type"], i["value"]) for i in identifiers}
+            if not requested & _certified(version["cert_pem"]):
                 raise AcmeError(
                     "malformed", "the order shares no identifier with the certificate it replaces"
                 )

@@ -16,19 +16,27 @@ from sqlalchemy import Update
 
 from certctl.domain.rbac import global_access
 from certctl.domain.revocation import RevocationReason
-from certctl.errors import BadCsr, CertctlError, Conflict, NameConstraintViolation, PolicyViolation
+from certctl.errors import (
+    BadCsr,
+    CertctlError,
+    Conflict,
+    NameConstraintViolation,
+    NotFound,
+    PolicyViolation,
+)
 from certctl.pki.csr import ParsedCsr, parse_csr
 from certctl.pki.errors import CsrError
 from certctl.pki.export import fingerprint_sha256
 from certctl.services.acme import AcmeProfile
 from certctl.services.acme_errors import AcmeError, not_found
 from certctl.services.audit import Actor
+from certctl.services.ca_material import CaMaterialCache
 from certctl.services.context import ServiceContext
 from certctl.services.holds import Held
 from certctl.services.issuance import IssuanceService, IssueRequest
 from certctl.services.revocation import Revocation, RevocationService
 from certctl.store.db import autocommit_reads, hot, one_statement
-from certctl.store.repositories import acme, approvals, certificates, rows
+from certctl.store.repositories import acme, approvals, certificates
 
 FINAL_APPROVAL_STATES = ("rejected", "expired", "failed")
 
@@ -50,13 +58,17 @@ def b64url_decode(value: Any, what: str, kind: str) -> bytes:
 
 class AcmeCertificates:
     def __init__(
-        self, context: ServiceContext, *, issuance: IssuanceService, revocation: RevocationService
+        self,
+        context: ServiceContext,
+        *,
+        issuance: IssuanceService,
+        revocation: RevocationService,
+        ca_cache: CaMaterialCache,
     ) -> None:
         self._ctx = context
         self._issuance = issuance
         self._revocation = revocation
-        self._roots: dict[str, str | None] = {}
-        """Issuing CA id -> PEM of the root above it (None: the CA is a root, its chain holds it)."""
+        self._cas = ca_cache
 
     async def claim(
         self, *, account: dict[str, Any], order_id: str
@@ -190,23 +202,18 @@ class AcmeCertificates:
         return pem, root is not None
 
     async def _root_above(self, ca_id: str) -> str | None:
-        """The PEM of the root above the CA, None when the CA is a root or unknown; read once per CA
-        (a CA's place in its hierarchy never changes)."""
-        if ca_id in self._roots:
-            return self._roots[ca_id]
-        root: str | None = None
-        async with autocommit_reads(self._ctx.engine) as connection:
-            row = await rows.get(connection, rows.CAS, ca_id)
-            for _ in range(16):
-                if row is None or row["parent_id"] is None:
-                    break
-                row = await rows.get(connection, rows.CAS, row["parent_id"])
-                if row is not None and row["parent_id"] is None:
-                    root = str(row["cert_pem"])
-        if len(self._roots) > 1000:
-            self._roots.clear()
-        self._roots[ca_id] = root
-        return root
+        """The PEM of the root above the CA, None when the CA is a root; from the CA material cache
+        issuance keeps (the issuing CA is normally in it already)."""
+        material = self._cas.peek(ca_id)
+        if material is None:
+            async with autocommit_reads(self._ctx.engine) as connection:
+                try:
+                    material = await self._cas.load(connection, ca_id)
+                except NotFound:
+                    return None
+        if not material.chain:
+            return None
+        return material.root.public_bytes(serialization.Encoding.PEM).decode()
 
     async def revoke(self, *, account: dict[str, Any] | None, jwk_key: Any, payload: dict[str, Any]) -> None:
         """RFC 8555 §7.6: by the account that ordered the certificate (kid), or by the certificate's own

@@ -18,6 +18,7 @@ from typing import Any
 from certctl.pki.names import match_san_pattern
 from certctl.services.acme import AcmeConfig, AcmeProfile
 from certctl.services.acme_accounts import new_acme_id
+from certctl.services.acme_ari import AcmeRenewalInfo
 from certctl.services.acme_eab import AcmeEabKeys
 from certctl.services.acme_errors import AcmeError, not_found, per_identifier
 from certctl.services.acme_limits import RATE_WINDOW, order_refused, registered_domain
@@ -69,10 +70,11 @@ def normalise_identifier(identifier: Any, profile: AcmeProfile) -> dict[str, str
 
 
 class AcmeOrders:
-    def __init__(self, context: ServiceContext, config: AcmeConfig) -> None:
+    def __init__(self, context: ServiceContext, config: AcmeConfig, ari: AcmeRenewalInfo) -> None:
         self._ctx = context
         self._config = config
         self._eab = AcmeEabKeys(context)
+        self._ari = ari
 
     async def create(
         self, *, account: dict[str, Any], profile: AcmeProfile, payload: dict[str, Any]
@@ -94,8 +96,10 @@ class AcmeOrders:
             raise per_identifier(rejected, len(raw))
         identifiers = list({(i["type"], i["value"]): i for i in normalised}.values())
         replaces = payload.get("replaces")
-        if replaces is not None and not isinstance(replaces, str):
-            raise AcmeError("malformed", "replaces must be a certificate identifier string (RFC 9773)")
+        if replaces is not None:
+            if not isinstance(replaces, str):
+                raise AcmeError("malformed", "replaces must be a certificate identifier string (RFC 9773)")
+            await self._ari.check_replaces(account=account, cert_id=replaces, identifiers=identifiers)
         trusted = await self._eab.admit_order(
             account_id=account["id"], profile=profile, identifiers=identifiers
         )

@@ -15,6 +15,7 @@ from certctl.services.acme_keychange import AcmeKeyChange
 from certctl.services.acme_nonces import NonceBook
 from certctl.services.acme_orders import AcmeOrders
 from certctl.services.acme_validation import ChallengeValidator
+from certctl.services.ca_material import CaMaterialCache
 from certctl.services.context import ServiceContext
 from certctl.services.issuance import IssuanceService
 from certctl.services.lookups import RowCache
@@ -61,8 +62,10 @@ def build_acme(
     profiles: RowCache,
     issuance: IssuanceService,
     revocation: RevocationService,
+    ca_cache: CaMaterialCache,
 ) -> AcmeServer:
     eab = AcmeEabKeys(context)
+    ari = AcmeRenewalInfo(context)
     return AcmeServer(
         context=context,
         config=config,
@@ -71,10 +74,10 @@ def build_acme(
             engine=context.engine, master_key=master_key, clock=context.clock, ttl=config.nonce_ttl
         ),
         accounts=AcmeAccounts(context, config, eab),
-        orders=AcmeOrders(context, config),
+        orders=AcmeOrders(context, config, ari),
         validator=ChallengeValidator(context, config),
-        certificates=AcmeCertificates(context, issuance=issuance, revocation=revocation),
+        certificates=AcmeCertificates(context, issuance=issuance, revocation=revocation, ca_cache=ca_cache),
         eab=eab,
-        ari=AcmeRenewalInfo(context),
+        ari=ari,
         key_change=AcmeKeyChange(context),
     )

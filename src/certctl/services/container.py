@@ -196,6 +196,7 @@ def build_services(
             profiles=profile_cache,
             issuance=issuance,
             revocation=revocation,
+            ca_cache=ca_cache,
         ),
         breakglass=BreakGlassService(context),
         identity=IdentityService(context, identity),

@@ -19,7 +19,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from certctl.api.middleware import SECURITY_HEADERS
 from certctl.observability.metrics import observe
 from certctl.protocols.acme.routes import Incoming, dispatch, internal_error
-from certctl.services.acme_limits import address_key
 from certctl.services.container import Services
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -60,7 +59,7 @@ class AcmeEndpoint:
             path=path,
             content_type=content_type,
             body=body,
-            client=address_key(client[0]) if (client := scope.get("client")) else "",
+            client=client[0] if (client := scope.get("client")) else "",
         )
         try:
             template, response = await dispatch(self.server, incoming)

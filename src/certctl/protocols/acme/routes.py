@@ -24,6 +24,7 @@ from certctl.services.acme_ari import RETRY_AFTER_SECONDS
 from certctl.services.acme_eab import eab_rules
 from certctl.services.acme_errors import AcmeError, not_found
 from certctl.services.acme_keychange import KeyInUse
+from certctl.services.acme_limits import address_key
 from certctl.services.acme_profile_choice import advertised_profiles, choose_profile
 from certctl.services.acme_server import AcmeServer
 from certctl.store.db import riding
@@ -70,7 +71,7 @@ class Incoming:
     content_type: str
     body: bytes
     client: str = ""
-    """The client's address as the per-address limit counts it (``acme_limits.address_key``)."""
+    """The connection's peer address (empty when the server names none)."""
 
 
 _POST_ROUTES: dict[str, tuple[KeyMode, Handler]] = {}
@@ -210,6 +211,14 @@ def _account_of(verified: Verified) -> dict[str, Any]:
     return verified.account
 
 
+def _account_at(verified: Verified, account_id: str) -> dict[str, Any]:
+    """The signing account, which must be the one the URL names."""
+    account = _account_of(verified)
+    if account["id"] != account_id:
+        raise AcmeError("unauthorized", "the kid does not match the account URL")
+    return account
+
+
 async def _new_account(
     server: AcmeServer, profile: AcmeProfile, urls: views.Urls, verified: Verified, _: str, incoming: Incoming
 ) -> Response:
@@ -220,7 +229,7 @@ async def _new_account(
         payload=verified.payload or {},
         require_eab=eab_rules(profile.row["rules"]).require_eab,
         url=urls.of("new-account"),
-        address=incoming.client,
+        address=address_key(incoming.client),
     )
     location = urls.of("acct", account["id"])
     return _json(server, urls, views.account(urls, account), 201 if created else 200, Location=location)
@@ -234,9 +243,7 @@ async def _account(
     account_id: str,
     _incoming: Incoming,
 ) -> Response:
-    account = _account_of(verified)
-    if account["id"] != account_id:
-        raise AcmeError("unauthorized", "the kid does not match the account URL")
+    account = _account_at(verified, account_id)
     updated = await server.accounts.update(account=account, payload=verified.payload)
     return _json(server, urls, views.account(urls, updated), Location=urls.of("acct", account_id))
 
@@ -249,9 +256,7 @@ async def _orders(
     account_id: str,
     _incoming: Incoming,
 ) -> Response:
-    account = _account_of(verified)
-    if account["id"] != account_id:
-        raise AcmeError("unauthorized", "the kid does not match the account URL")
+    account = _account_at(verified, account_id)
     ids = await server.accounts.order_ids(account=account)
     return _json(server, urls, {"orders": [urls.of("order", order_id) for order_id in ids]})
 
@@ -279,12 +284,6 @@ async def _new_order(
     chosen = await choose_profile(
         server.profiles, directory=profile, requested=verified.payload.get("profile")
     )
-    if verified.payload.get("replaces") is not None:
-        await server.ari.check_replaces(
-            account=account,
-            cert_id=verified.payload["replaces"],
-            identifiers=verified.payload.get("identifiers"),
-        )
     order, authz_ids = await server.orders.create(account=account, profile=chosen, payload=verified.payload)
     return _order_response(server, urls, order, authz_ids, 201)
 
